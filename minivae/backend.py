@@ -1,0 +1,96 @@
+"""The array backend: NumPy on the CPU, CuPy on an NVIDIA GPU.
+
+This is the only module that imports CuPy. Library code never asks "is this
+CuPy?"; it asks for the array module of its inputs::
+
+    xp = get_array_module(x)
+    y = xp.exp(x)
+
+and the same line of maths runs on either device. CuPy stays optional: when
+it is missing, or installed on a machine without a usable GPU, everything
+runs on the CPU and asking for ``device="cuda"`` raises an error that says
+which of the two is the case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda", "auto")
+
+try:  # CuPy is optional.
+    import cupy as _cupy
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    _cupy = None
+    _CUPY_IMPORT_ERROR = str(exc)
+else:  # pragma: no cover - depends on the machine
+    _CUPY_IMPORT_ERROR = None
+
+
+def cuda_status() -> tuple[bool, str]:
+    """Whether the CUDA backend can be used, and why not when it cannot."""
+    if _cupy is None:
+        return False, f"CuPy is not installed ({_CUPY_IMPORT_ERROR}); install minivae[cuda12] or minivae[cuda13]"
+    try:
+        available = bool(_cupy.cuda.is_available())
+    except Exception as exc:  # pragma: no cover - driver errors vary
+        return False, f"CuPy is installed but CUDA failed to initialise: {exc}"
+    if not available:
+        return False, "CuPy is installed but no CUDA GPU is available on this machine"
+    return True, "CUDA GPU available"
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``"cpu" | "cuda" | "auto"`` into ``"cpu"`` or ``"cuda"``.
+
+    ``"auto"`` picks the GPU when one is usable. ``"cuda"`` without a usable
+    GPU raises ``RuntimeError`` saying whether CuPy or the GPU is missing.
+    """
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    ok, why = cuda_status()
+    if device == "auto":
+        return "cuda" if ok else "cpu"
+    if not ok:
+        raise RuntimeError(f"device: 'cuda' was requested but {why}")
+    return "cuda"
+
+
+def array_module(device: str):
+    """The array module (``numpy`` or ``cupy``) for a resolved device name."""
+    return _cupy if resolve_device(device) == "cuda" else np
+
+
+def get_array_module(*arrays):
+    """The array module of the given arrays: ``cupy`` if any is a CuPy array."""
+    if _cupy is not None:
+        return _cupy.get_array_module(*arrays)
+    return np
+
+
+def device_of(array) -> str:
+    """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise."""
+    return "cpu" if get_array_module(array) is np else "cuda"
+
+
+def to_numpy(array) -> np.ndarray:
+    """A NumPy copy of ``array`` (a device-to-host transfer for CuPy arrays)."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def to_device(array, device: str, dtype=None):
+    """``array`` on ``device`` (``"cpu"`` or ``"cuda"``), optionally cast."""
+    xp = array_module(device)
+    if xp is np:
+        array = to_numpy(array)
+    return xp.asarray(array, dtype=dtype)
+
+
+def default_rng(seed, device: str = "cpu"):
+    """A seeded random generator that draws on ``device``."""
+    xp = array_module(device)
+    return xp.random.default_rng(seed)

@@ -1,0 +1,163 @@
+r"""The affine layer and the activations, each a forward/backward pair.
+
+Convention (as everywhere in minivae): ``op_forward(...) -> (out, cache)`` and
+``op_backward(dout, cache)`` returning one gradient per differentiable input,
+in argument order. ``dX`` always means :math:`\partial L / \partial X` for the
+scalar loss :math:`L`, with the shape of ``X``. Derivations:
+``docs/derivations/layers.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from .backend import get_array_module
+
+# --------------------------------------------------------------------------- affine
+
+
+class AffineCache(NamedTuple):
+    x: object  # (N, I) input
+    W: object  # (I, O) weights
+
+
+def affine_forward(x, W, b):
+    r"""Affine map :math:`Y = XW + b` (eq. ``affine-fwd``).
+
+    Shapes: x (N, I), W (I, O), b (O,) -> out (N, O).
+    """
+    out = x @ W
+    out += b
+    return out, AffineCache(x, W)
+
+
+def affine_backward(dout, cache: AffineCache, need_dx: bool = True):
+    r"""Gradients of the affine map (eq. ``affine-bwd``).
+
+    .. math:: \bar X = \bar Y W^\top,\quad \bar W = X^\top \bar Y,\quad \bar b = \textstyle\sum_n \bar Y_n
+
+    Shapes: dout (N, O) -> dx (N, I), dW (I, O), db (O,). With ``need_dx``
+    false, ``dx`` is ``None`` and its matrix product is skipped (a network's
+    input needs no gradient).
+    """
+    dx = dout @ cache.W.T if need_dx else None  # Y = XW + b  =>  dX = dY W^T
+    dW = cache.x.T @ dout  # dW = X^T dY
+    db = dout.sum(axis=0)  # b is broadcast over the batch: sum over n
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- stable scalar functions
+
+
+def sigmoid(x):
+    r""":math:`\sigma(x) = 1/(1+e^{-x}) = \tfrac12(1 + \tanh(x/2))`, finite for any x (eq. ``sigmoid-fwd``)."""
+    xp = get_array_module(x)
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+
+def softplus(x):
+    r""":math:`\log(1+e^x) = \max(x, 0) + \log(1 + e^{-|x|})`, which never overflows (eq. ``softplus-fwd``)."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+# --------------------------------------------------------------------------- activations
+# Each forward keeps exactly what its backward needs: the input or the output.
+
+
+class ActCache(NamedTuple):
+    saved: object  # the input x or the output y, whichever the derivative is written in
+
+
+def identity_forward(x):
+    """:math:`y = x`."""
+    return x, ActCache(None)
+
+
+def identity_backward(dout, cache):
+    """:math:`\\bar x = \\bar y`."""
+    return dout
+
+
+def relu_forward(x):
+    r""":math:`y = \max(x, 0)` (eq. ``relu``)."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0.0), ActCache(x)
+
+
+def relu_backward(dout, cache):
+    r""":math:`\bar x = \bar y \cdot [x > 0]` (the kink at 0 gets derivative 0)."""
+    return dout * (cache.saved > 0)
+
+
+LEAKY_SLOPE = 0.01
+
+
+def leaky_relu_forward(x):
+    r""":math:`y = x` for :math:`x > 0`, else :math:`\alpha x` with :math:`\alpha = 0.01` (eq. ``leaky-relu``)."""
+    xp = get_array_module(x)
+    return xp.where(x > 0, x, LEAKY_SLOPE * x), ActCache(x)
+
+
+def leaky_relu_backward(dout, cache):
+    r""":math:`\bar x = \bar y \cdot (1 \text{ if } x > 0 \text{ else } \alpha)`."""
+    xp = get_array_module(dout)
+    return dout * xp.where(cache.saved > 0, 1.0, LEAKY_SLOPE).astype(dout.dtype, copy=False)
+
+
+def tanh_forward(x):
+    r""":math:`y = \tanh x` (eq. ``tanh``)."""
+    xp = get_array_module(x)
+    y = xp.tanh(x)
+    return y, ActCache(y)
+
+
+def tanh_backward(dout, cache):
+    r""":math:`\bar x = \bar y (1 - y^2)`."""
+    y = cache.saved
+    return dout * (1.0 - y * y)
+
+
+def sigmoid_forward(x):
+    r""":math:`y = \sigma(x)` (eq. ``sigmoid-fwd``)."""
+    y = sigmoid(x)
+    return y, ActCache(y)
+
+
+def sigmoid_backward(dout, cache):
+    r""":math:`\bar x = \bar y\, y (1 - y)` (eq. ``sigmoid-bwd``)."""
+    y = cache.saved
+    return dout * y * (1.0 - y)
+
+
+def softplus_forward(x):
+    r""":math:`y = \log(1 + e^x)` (eq. ``softplus-fwd``)."""
+    return softplus(x), ActCache(x)
+
+
+def softplus_backward(dout, cache):
+    r""":math:`\bar x = \bar y\, \sigma(x)` (eq. ``softplus-bwd``)."""
+    return dout * sigmoid(cache.saved)
+
+
+class Activation(NamedTuple):
+    forward: Callable
+    backward: Callable
+    kink: bool  # True where the derivative jumps (finite differences must stay off x = 0)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": Activation(identity_forward, identity_backward, False),
+    "relu": Activation(relu_forward, relu_backward, True),
+    "leaky_relu": Activation(leaky_relu_forward, leaky_relu_backward, True),
+    "tanh": Activation(tanh_forward, tanh_backward, False),
+    "sigmoid": Activation(sigmoid_forward, sigmoid_backward, False),
+    "softplus": Activation(softplus_forward, softplus_backward, False),
+}
+
+
+def get_activation(name: str) -> Activation:
+    """The activation pair called ``name``; a clear error for an unknown name."""
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]

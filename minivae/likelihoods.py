@@ -1,0 +1,222 @@
+r"""Decoder likelihoods :math:`p(x|z)`: negative log-likelihoods and their gradients.
+
+Every NLL is per example, in nats, summed over the :math:`D` data dimensions.
+The decoder's output ``out`` may carry extra leading axes (the :math:`S`
+Monte Carlo samples): ``out`` (..., N, D_out) and the data ``x`` (N, D)
+broadcast, giving ``nll`` (..., N).
+
+Two pure pairs do the maths; small classes say which decoder outputs and
+which learned parameters feed them:
+
+=========================  ==========================  =========================
+name                       decoder outputs (per dim)   learned log-variance
+=========================  ==========================  =========================
+``bernoulli``              logits                      --
+``gaussian_fixed``         mean                        none (a constant)
+``gaussian_shared``        mean                        one scalar
+``gaussian_per_dim``       mean                        one per data dimension (D,)
+``gaussian_per_example``   mean and log-variance       output by the decoder
+=========================  ==========================  =========================
+
+Derivations: ``docs/derivations/likelihoods.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from .backend import get_array_module
+from .layers import sigmoid, softplus
+from .reparam import join_head, split_head
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# --------------------------------------------------------------------------- Bernoulli
+
+
+class BernoulliCache(NamedTuple):
+    logits: object
+    x: object
+
+
+def bernoulli_nll_forward(logits, x):
+    r"""Bernoulli NLL from logits :math:`\ell` (eq. ``bern-nll``).
+
+    .. math::  -\log p(x|\ell) = \sum_d \operatorname{softplus}(\ell_d) - x_d \ell_d
+
+    which equals :math:`-\sum_d x_d\log\sigma(\ell_d) + (1-x_d)\log(1-\sigma(\ell_d))`
+    but stays finite for any logit. ``x`` may be any value in [0, 1] (grey
+    levels give the continuous relaxation). Shapes: logits (..., N, D), x (N, D) -> (..., N).
+    """
+    nll = (softplus(logits) - x * logits).sum(axis=-1)
+    return nll, BernoulliCache(logits, x)
+
+
+def bernoulli_nll_backward(dnll, cache: BernoulliCache):
+    r""":math:`\bar\ell = \overline{\mathrm{nll}}\,(\sigma(\ell) - x)` (eq. ``bern-grad``)."""
+    return dnll[..., None] * (sigmoid(cache.logits) - cache.x)
+
+
+# --------------------------------------------------------------------------- Gaussian
+
+
+class GaussianCache(NamedTuple):
+    diff: object  # (..., N, D)  mean - x
+    inv_var: object  # broadcastable to diff:  exp(-log_var)
+    log_var_shape: tuple  # the shape of the log_var that was passed in
+
+
+def gaussian_nll_forward(mean, log_var, x):
+    r"""Diagonal Gaussian NLL (eq. ``gauss-nll``).
+
+    .. math::  -\log p(x|m, \sigma^2) = \sum_d \tfrac12\log 2\pi + \tfrac12\log\sigma_d^2 + \frac{(x_d - m_d)^2}{2\sigma_d^2}
+
+    ``log_var`` broadcasts against ``mean``: a scalar (fixed or shared
+    variance), shape (D,) (one per data dimension) or the mean's shape (one
+    per example). With a constant variance this is least squares plus a
+    constant. Shapes: mean (..., N, D), x (N, D) -> (..., N).
+    """
+    xp = get_array_module(mean)
+    log_var = xp.asarray(log_var, dtype=mean.dtype)
+    diff = mean - x
+    inv_var = xp.exp(-log_var)
+    per_dim = 0.5 * (LOG_2PI + log_var + diff * diff * inv_var)
+    nll = per_dim.sum(axis=-1)
+    return nll, GaussianCache(diff, inv_var, log_var.shape)
+
+
+def gaussian_nll_backward(dnll, cache: GaussianCache):
+    r"""Gradients of the Gaussian NLL (eq. ``gauss-grad``).
+
+    .. math::  \bar m = \overline{\mathrm{nll}}\,\frac{m - x}{\sigma^2},\qquad
+               \overline{\log\sigma^2} = \overline{\mathrm{nll}}\,\tfrac12\Big(1 - \frac{(x - m)^2}{\sigma^2}\Big)
+
+    ``dlog_var`` is summed over the axes along which ``log_var`` was
+    broadcast, so it has the shape of the ``log_var`` that was passed in.
+    """
+    dnll = dnll[..., None]
+    scaled = cache.diff * cache.inv_var  # (m - x) / sigma^2
+    dmean = dnll * scaled
+    dlog_var = dnll * 0.5 * (1.0 - cache.diff * scaled)
+    return dmean, _sum_to_shape(dlog_var, cache.log_var_shape)
+
+
+def _sum_to_shape(grad, shape: tuple):
+    """Undo broadcasting: sum ``grad`` down to ``shape`` (a parameter used many times gets every use's gradient)."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    keep = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if keep:
+        grad = grad.sum(axis=keep, keepdims=True)
+    return grad
+
+
+# --------------------------------------------------------------------------- the decoder's likelihood
+
+
+class Likelihood:
+    """Base class: which decoder outputs and learned parameters a likelihood uses."""
+
+    name = ""
+
+    def n_outputs(self, data_dim: int) -> int:
+        """Decoder outputs per example."""
+        return data_dim
+
+    def param_shapes(self, data_dim: int) -> dict:
+        """Shapes of the likelihood's own learned parameters (named ``likelihood.<key>``)."""
+        return {}
+
+    def nll_forward(self, out, x, params: dict):
+        raise NotImplementedError
+
+    def nll_backward(self, dnll, cache):
+        """Returns ``(dout, {name: dparam})``."""
+        raise NotImplementedError
+
+    def mean(self, out, params: dict):
+        """:math:`E[x|z]`: what the decoder "draws"."""
+        raise NotImplementedError
+
+    def sample(self, out, params: dict, rng):
+        """One draw :math:`x \\sim p(x|z)`."""
+        raise NotImplementedError
+
+
+class Bernoulli(Likelihood):
+    r""":math:`p(x|z) = \prod_d \sigma(\ell_d)^{x_d}(1-\sigma(\ell_d))^{1-x_d}`, the decoder outputs logits :math:`\ell`."""
+
+    name = "bernoulli"
+
+    def nll_forward(self, out, x, params):
+        return bernoulli_nll_forward(out, x)
+
+    def nll_backward(self, dnll, cache):
+        return bernoulli_nll_backward(dnll, cache), {}
+
+    def mean(self, out, params):
+        return sigmoid(out)
+
+    def sample(self, out, params, rng):
+        p = sigmoid(out)
+        return (rng.random(p.shape, dtype=p.dtype) < p).astype(p.dtype)
+
+
+class Gaussian(Likelihood):
+    r"""Diagonal Gaussian decoder, the decoder outputs the mean; see the table above for the variance."""
+
+    def __init__(self, variance: str, fixed_variance: float = 1.0):
+        self.variance = variance  # "fixed" | "shared" | "per_dim" | "per_example"
+        self.name = f"gaussian_{variance}"
+        self.fixed_log_var = math.log(fixed_variance)
+
+    def n_outputs(self, data_dim):
+        return 2 * data_dim if self.variance == "per_example" else data_dim
+
+    def param_shapes(self, data_dim):
+        return {"shared": {"log_var": ()}, "per_dim": {"log_var": (data_dim,)}}.get(self.variance, {})
+
+    def _split(self, out, params):
+        if self.variance == "per_example":
+            return split_head(out)  # (mean, log_var) side by side, like the encoder's head
+        if self.variance == "fixed":
+            return out, self.fixed_log_var
+        return out, params["log_var"]
+
+    def nll_forward(self, out, x, params):
+        mean, log_var = self._split(out, params)
+        return gaussian_nll_forward(mean, log_var, x)
+
+    def nll_backward(self, dnll, cache):
+        dmean, dlog_var = gaussian_nll_backward(dnll, cache)
+        if self.variance == "per_example":
+            return join_head(dmean, dlog_var), {}
+        if self.variance == "fixed":
+            return dmean, {}
+        return dmean, {"log_var": dlog_var}
+
+    def mean(self, out, params):
+        return self._split(out, params)[0]
+
+    def sample(self, out, params, rng):
+        xp = get_array_module(out)
+        mean, log_var = self._split(out, params)
+        std = xp.exp(0.5 * xp.asarray(log_var, dtype=mean.dtype))
+        return mean + std * rng.standard_normal(mean.shape, dtype=mean.dtype)
+
+
+LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_shared", "gaussian_per_dim", "gaussian_per_example")
+
+
+def get_likelihood(name: str, fixed_variance: float = 1.0) -> Likelihood:
+    """The likelihood called ``name`` (one of :data:`LIKELIHOODS`)."""
+    if not isinstance(name, str) or name not in LIKELIHOODS:
+        raise ValueError(f"likelihood: expected one of {list(LIKELIHOODS)}, got {name!r}")
+    if isinstance(fixed_variance, bool) or not isinstance(fixed_variance, (int, float)) or not (
+            math.isfinite(fixed_variance) and fixed_variance > 0):
+        raise ValueError(f"fixed_variance: expected a finite number > 0, got {fixed_variance!r}")
+    if name == "bernoulli":
+        return Bernoulli()
+    return Gaussian(name[len("gaussian_"):], float(fixed_variance))

@@ -1,0 +1,414 @@
+r"""The variational autoencoder and its conditional variant.
+
+Generative model (the decoder): :math:`z \sim \mathcal N(0, I_K)`, :math:`x | z \sim p_\theta(x|z)`.
+Inference model (the encoder): :math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x), \operatorname{diag}\sigma^2_\phi(x))`.
+
+Training minimises the negative evidence lower bound, averaged over a batch
+of :math:`N` examples, with :math:`S` reparameterized samples each (eq. ``neg-elbo``):
+
+.. math::  \mathcal L = \frac1N \sum_n \Big[\beta\,\mathrm{KL}(q(z|x_n)\,\|\,p(z))
+           + \frac1S \sum_s -\log p(x_n | z_{ns})\Big],\qquad z_{ns} = \mu_n + \sigma_n \odot \varepsilon_{ns}
+
+(:math:`\beta = 1` is the ELBO of the lecture; :math:`\beta < 1` is KL warm-up.)
+The conditional VAE feeds a condition vector :math:`c` (say a one-hot label)
+to both networks: :math:`q(z|x, c)` and :math:`p(x|z, c)` (eq. ``cvae``).
+
+The forward pass is written as named steps; :meth:`VAE.backward` walks the
+same names in reverse. Derivation of the whole chain: ``docs/derivations/elbo.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import get_array_module
+from .kl import kl_backward, kl_forward
+from .layers import ACTIVATIONS, get_activation
+from .likelihoods import LIKELIHOODS, get_likelihood
+from .mlp import mlp_backward, mlp_forward
+from .params import ParamBuffer
+from .reparam import draw_noise, join_head, reparameterize_backward, reparameterize_forward, split_head
+from .validate import check_choice, check_float, check_int, check_matrix, check_rows
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that fixes a model's architecture (saved with every checkpoint).
+
+    ``hidden`` are the encoder's hidden widths; the decoder uses them in
+    reverse unless ``decoder_hidden`` is given. ``()`` means no hidden layer
+    (linear encoder/decoder). ``condition_dim > 0`` makes a conditional VAE.
+    """
+
+    data_dim: int
+    latent_dim: int = 2
+    hidden: tuple = (64,)
+    decoder_hidden: tuple | None = None
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    fixed_variance: float = 1.0
+    n_samples: int = 1
+    condition_dim: int = 0
+
+    def __post_init__(self):
+        check_int("data_dim", self.data_dim, 1)
+        check_int("latent_dim", self.latent_dim, 1)
+        for field in ("hidden", "decoder_hidden"):
+            widths = getattr(self, field)
+            if widths is None and field == "decoder_hidden":
+                continue
+            if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+                raise TypeError(f"{field}: expected a sequence of positive integers, got {widths!r}")
+            widths = tuple(widths)
+            for w in widths:
+                check_int(f"{field}", w, 1)
+            object.__setattr__(self, field, tuple(int(w) for w in widths))
+        check_choice("activation", self.activation, sorted(ACTIVATIONS))
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_float("fixed_variance", self.fixed_variance, minimum=0.0, strict_minimum=True)
+        check_int("n_samples", self.n_samples, 1)
+        check_int("condition_dim", self.condition_dim, 0)
+
+    @property
+    def decoder_widths(self) -> tuple:
+        return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["decoder_hidden"] = None if self.decoder_hidden is None else list(self.decoder_hidden)
+        return d
+
+
+class ForwardCache(NamedTuple):
+    """What the backward pass needs, by the names of the forward's steps."""
+
+    enc: object  # encoder MLP cache
+    rep: object  # reparameterization cache
+    kl: object  # KL cache
+    dec: object  # decoder MLP cache
+    nll: object  # likelihood cache
+    n_samples: int
+    batch: int
+    beta: float
+
+
+class Loss(NamedTuple):
+    """The negative ELBO and its two parts, each averaged over the batch (0-d arrays)."""
+
+    total: object  # beta * kl + nll
+    kl: object  # mean KL(q(z|x) || p(z))
+    nll: object  # mean over examples and samples of -log p(x|z)
+
+
+class VAE:
+    r"""A variational autoencoder with MLP encoder and decoder.
+
+    Parameters
+    ----------
+    data_dim : int
+        D, the number of features per example.
+    latent_dim : int
+        K, the size of z.
+    hidden : sequence of int
+        Encoder hidden widths (the decoder mirrors them).
+    activation : str
+        One of ``identity, relu, leaky_relu, tanh, sigmoid, softplus``.
+    likelihood : str
+        One of :data:`minivae.likelihoods.LIKELIHOODS`.
+    n_samples : int
+        S, Monte Carlo samples of z per example in the loss (the lecture's B).
+    condition_dim : int
+        C > 0 for a conditional VAE (see :class:`CVAE`).
+    dtype : str
+        ``"float32"`` (training) or ``"float64"`` (gradient checks).
+    seed : int
+        Seeds the initial weights and the model's own noise generator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minivae import VAE
+    >>> model = VAE(data_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian_shared")
+    >>> x = np.random.default_rng(0).random((5, 4))
+    >>> loss, grads = model.loss_and_grads(x)
+    >>> sorted(grads)[:2]
+    ['decoder.0.W', 'decoder.0.b']
+    """
+
+    def __init__(self, data_dim=None, latent_dim=2, hidden=(64,), *, decoder_hidden=None, activation="relu",
+                 likelihood="bernoulli", fixed_variance=1.0, n_samples=1, condition_dim=0,
+                 dtype="float32", seed=0, config: VAEConfig | None = None):
+        if config is None:
+            config = VAEConfig(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
+                               decoder_hidden=decoder_hidden, activation=activation, likelihood=likelihood,
+                               fixed_variance=fixed_variance, n_samples=n_samples, condition_dim=condition_dim)
+        elif not isinstance(config, VAEConfig):
+            raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
+        dtype = str(np.dtype(dtype)) if isinstance(dtype, (str, type, np.dtype)) else dtype
+        check_choice("dtype", dtype, DTYPES)
+        check_int("seed", seed, 0)
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.activation = get_activation(config.activation)
+        self.likelihood = get_likelihood(config.likelihood, config.fixed_variance)
+        self.params = ParamBuffer(self._param_shapes(), self.dtype)
+        self.rng = np.random.default_rng(seed)
+        self._init_params(np.random.default_rng(seed))
+
+    # ------------------------------------------------------------------ layout
+
+    def _layer_sizes(self):
+        c = self.config
+        encoder = [c.data_dim + c.condition_dim, *c.hidden, 2 * c.latent_dim]
+        decoder = [c.latent_dim + c.condition_dim, *c.decoder_widths, self.likelihood.n_outputs(c.data_dim)]
+        return {"encoder": encoder, "decoder": decoder}
+
+    def _param_shapes(self) -> dict:
+        shapes = {}
+        for net, sizes in self._layer_sizes().items():
+            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                shapes[f"{net}.{i}.W"] = (fan_in, fan_out)
+                shapes[f"{net}.{i}.b"] = (fan_out,)
+        for key, shape in self.likelihood.param_shapes(self.config.data_dim).items():
+            shapes[f"likelihood.{key}"] = shape
+        return shapes
+
+    def _init_params(self, rng):
+        """Weights ~ N(0, gain / fan_in) (He for the ReLU family, LeCun otherwise); biases and log-variances 0."""
+        gain = 2.0 if self.config.activation in ("relu", "leaky_relu") else 1.0
+        for name, value in self.params.values.items():
+            if name.endswith(".W"):
+                value[...] = rng.standard_normal(value.shape) * np.sqrt(gain / value.shape[0])
+            else:
+                value[...] = 0.0
+
+    def _weights(self, net: str) -> list:
+        n_layers = len(self._layer_sizes()[net]) - 1
+        v = self.params.values
+        return [(v[f"{net}.{i}.W"], v[f"{net}.{i}.b"]) for i in range(n_layers)]
+
+    def _likelihood_params(self) -> dict:
+        return {name.split(".", 1)[1]: value for name, value in self.params.values.items()
+                if name.startswith("likelihood.")}
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.condition_dim > 0
+
+    def _check_x(self, x, name="x"):
+        unit = self.config.likelihood == "bernoulli"
+        return check_matrix(name, x, self.config.data_dim, self.dtype, unit_interval=unit)
+
+    def _check_c(self, c, n_rows: int, rows_of: str):
+        if not self.conditional:
+            if c is not None:
+                raise ValueError("c: expected None for an unconditional VAE (condition_dim=0), got an array")
+            return None
+        if c is None:
+            raise ValueError(f"c: expected a condition array of shape (N, {self.config.condition_dim}) "
+                             "for a conditional VAE, got None")
+        c = check_matrix("c", c, self.config.condition_dim, self.dtype)
+        return check_rows("c", c, n_rows, rows_of)
+
+    @staticmethod
+    def _with_condition(h, c):
+        """Concatenate the condition to a network input: [h, c] (eq. ``cvae``)."""
+        if c is None:
+            return h
+        xp = get_array_module(h)
+        return xp.concatenate([h, c.astype(h.dtype, copy=False)], axis=-1)
+
+    # ------------------------------------------------------------------ loss and gradients
+
+    def forward(self, x, c=None, *, noise=None, rng=None, beta: float = 1.0):
+        """The negative ELBO (eq. ``neg-elbo``) and the cache for :meth:`backward`.
+
+        ``x`` (N, D) float; ``c`` (N, C) for a CVAE; ``noise`` (S, N, K) is
+        :math:`\\varepsilon`, drawn from ``rng`` (default: the model's own
+        generator) when not given. Returns ``(Loss, ForwardCache)``.
+        """
+        x = self._check_x(x)
+        N, K, S = x.shape[0], self.config.latent_dim, self.config.n_samples
+        c = self._check_c(c, N, "x")
+        beta = check_float("beta", beta, minimum=0.0)
+        xp = get_array_module(x)
+        if noise is None:
+            noise = draw_noise(self.rng if rng is None else rng, S, N, K, self.dtype)
+        elif noise.ndim != 3 or noise.shape[1:] != (N, K):
+            raise ValueError(f"noise: expected shape (S, {N}, {K}), got {tuple(noise.shape)}")
+        S = noise.shape[0]
+
+        enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
+        mu, log_var = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
+        z, rep_cache = reparameterize_forward(mu, log_var, noise)  # (S, N, K)
+        kl, kl_cache = kl_forward(mu, log_var)  # (N,)
+        c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
+        dec_out, dec_cache = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep),
+                                         self._weights("decoder"), self.activation)
+        dec_out = dec_out.reshape(S, N, -1)
+        nll, nll_cache = self.likelihood.nll_forward(dec_out, x, self._likelihood_params())  # (S, N)
+
+        kl_mean = kl.mean()
+        nll_mean = nll.mean()
+        loss = Loss(beta * kl_mean + nll_mean, kl_mean, nll_mean)
+        return loss, ForwardCache(enc_cache, rep_cache, kl_cache, dec_cache, nll_cache, S, N, beta)
+
+    def backward(self, cache: ForwardCache):
+        """Every parameter's gradient, written into ``self.params.grad`` (eq. ``elbo-bwd``).
+
+        Walks the steps of :meth:`forward` in reverse. Returns the dict of
+        named gradient views.
+        """
+        S, N, K = cache.n_samples, cache.batch, self.config.latent_dim
+        xp, dtype = self.params.xp, self.dtype
+        grads = self.params.grads
+
+        # L = beta * mean_n KL_n + mean_{s,n} nll_{sn}
+        dnll = xp.full((S, N), 1.0 / (S * N), dtype=dtype)
+        dkl = xp.full((N,), cache.beta / N, dtype=dtype)
+
+        ddec_out, dlik = self.likelihood.nll_backward(dnll, cache.nll)
+        for key, g in dlik.items():
+            grads[f"likelihood.{key}"][...] = g
+        ddec_in, dec_grads = mlp_backward(ddec_out.reshape(S * N, -1), cache.dec, self.activation)
+        self._store("decoder", dec_grads)
+        dz = ddec_in[:, :K].reshape(S, N, K)  # the condition columns of the decoder input need no gradient
+
+        dmu_from_z, dlog_var_from_z = reparameterize_backward(dz, cache.rep)
+        dmu_from_kl, dlog_var_from_kl = kl_backward(dkl, cache.kl)
+        dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
+        dlog_var = dlog_var_from_z + dlog_var_from_kl  # and so does log_var
+        _, enc_grads = mlp_backward(join_head(dmu, dlog_var), cache.enc, self.activation, need_dx=False)
+        self._store("encoder", enc_grads)
+        return grads
+
+    def _store(self, net, layer_grads):
+        g = self.params.grads
+        for i, (dW, db) in enumerate(layer_grads):
+            g[f"{net}.{i}.W"][...] = dW
+            g[f"{net}.{i}.b"][...] = db
+
+    def loss_and_grads(self, x, c=None, *, noise=None, rng=None, beta: float = 1.0):
+        """One call: the negative ELBO (a 0-d array) and every parameter's gradient.
+
+        Returns ``(loss, grads)`` where ``grads`` maps each parameter name to
+        its gradient (views into the flat ``self.params.grad``). Use
+        ``loss.item()`` / ``float(loss)`` for a Python number.
+        """
+        loss, cache = self.forward(x, c, noise=noise, rng=rng, beta=beta)
+        return loss.total, self.backward(cache)
+
+    def loss(self, x, c=None, *, noise=None, rng=None, beta: float = 1.0) -> Loss:
+        """The negative ELBO and its parts, without gradients."""
+        return self.forward(x, c, noise=noise, rng=rng, beta=beta)[0]
+
+    # ------------------------------------------------------------------ encode, decode, generate, score
+
+    def encode(self, x, c=None):
+        """The mean and log-variance of q(z|x): two (N, K) arrays."""
+        x = self._check_x(x)
+        c = self._check_c(c, x.shape[0], "x")
+        out, _ = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
+        mu, log_var = split_head(out)
+        return mu.copy(), log_var.copy()
+
+    def decoder_output(self, z, c=None):
+        """The decoder's raw output for latent codes z (N, K): logits, or means (and log-variances)."""
+        z = check_matrix("z", z, self.config.latent_dim, self.dtype)
+        c = self._check_c(c, z.shape[0], "z")
+        out, _ = mlp_forward(self._with_condition(z, c), self._weights("decoder"), self.activation)
+        return out
+
+    def decode(self, z, c=None):
+        """The mean of p(x|z) for latent codes z (N, K): probabilities (Bernoulli) or means (Gaussian)."""
+        return self.likelihood.mean(self.decoder_output(z, c), self._likelihood_params())
+
+    def reconstruct(self, x, c=None):
+        """Encode to the mean of q(z|x), then decode: E[x | z = mu(x)]."""
+        mu, _ = self.encode(x, c)
+        return self.decode(mu, c)
+
+    def sample(self, n: int, c=None, *, rng=None, mean: bool = True):
+        """Generate ``n`` new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw, ``mean=False``).
+
+        For a CVAE, ``c`` (n, C) says what to generate (e.g. one-hot labels).
+        """
+        n = check_int("n", n, 1)
+        rng = self.rng if rng is None else rng
+        z = rng.standard_normal((n, self.config.latent_dim), dtype=self.dtype)
+        out = self.decoder_output(z, c)
+        if mean:
+            return self.likelihood.mean(out, self._likelihood_params())
+        return self.likelihood.sample(out, self._likelihood_params(), rng)
+
+    def log_likelihood(self, x, k: int = 1000, c=None, *, rng=None, batch_size: int = 256):
+        """Importance-weighted estimate of log p(x) per example, see :func:`minivae.scoring.log_likelihood`."""
+        from .scoring import log_likelihood
+
+        return log_likelihood(self, x, k=k, c=c, rng=rng, batch_size=batch_size)
+
+    def elbo(self, x, c=None, *, rng=None, n_samples: int | None = None):
+        """Per-example ELBO (N,) with the analytic KL and ``n_samples`` reconstruction samples."""
+        x = self._check_x(x)
+        c = self._check_c(c, x.shape[0], "x")
+        S = self.config.n_samples if n_samples is None else check_int("n_samples", n_samples, 1)
+        rng = self.rng if rng is None else rng
+        mu, log_var = self.encode(x, c)
+        noise = draw_noise(rng, S, x.shape[0], self.config.latent_dim, self.dtype)
+        z, _ = reparameterize_forward(mu, log_var, noise)
+        kl, _ = kl_forward(mu, log_var)
+        log_px = self.log_px_given_z(x, z, c)  # (S, N)
+        return log_px.mean(axis=0) - kl
+
+    def log_px_given_z(self, x, z, c=None):
+        """log p(x|z) for z of shape (S, N, K): returns (S, N)."""
+        xp = get_array_module(z)
+        S, N, K = z.shape
+        c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
+        out, _ = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep), self._weights("decoder"),
+                             self.activation)
+        nll, _ = self.likelihood.nll_forward(out.reshape(S, N, -1), x, self._likelihood_params())
+        return -nll
+
+    def __repr__(self):
+        c = self.config
+        kind = "CVAE" if self.conditional else "VAE"
+        return (f"{kind}(data_dim={c.data_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
+                f"activation={c.activation!r}, likelihood={c.likelihood!r}, n_samples={c.n_samples}"
+                + (f", condition_dim={c.condition_dim}" if self.conditional else "")
+                + f", dtype={self.dtype.name!r}, parameters={self.params.size})")
+
+
+class CVAE(VAE):
+    """A conditional VAE: every method takes the condition ``c`` (N, C), e.g. one-hot labels.
+
+    Identical to :class:`VAE` with ``condition_dim > 0``; the encoder sees
+    ``[x, c]`` and the decoder ``[z, c]`` (eq. ``cvae``).
+    """
+
+    def __init__(self, data_dim=None, condition_dim=None, latent_dim=2, hidden=(64,), **kwargs):
+        config = kwargs.get("config")
+        if config is None:
+            if condition_dim is None:
+                raise ValueError("condition_dim: expected a positive integer for a CVAE, got None")
+            check_int("condition_dim", condition_dim, 1)
+            super().__init__(data_dim, latent_dim, hidden, condition_dim=condition_dim, **kwargs)
+        else:
+            if config.condition_dim < 1:
+                raise ValueError(f"config.condition_dim: expected >= 1 for a CVAE, got {config.condition_dim}")
+            super().__init__(**kwargs)
+
+
+def build_model(config: VAEConfig, dtype="float32", seed: int = 0) -> VAE:
+    """A :class:`VAE` or :class:`CVAE` (when ``config.condition_dim > 0``) from a config."""
+    cls = CVAE if config.condition_dim > 0 else VAE
+    return cls(config=config, dtype=dtype, seed=seed)

@@ -1,0 +1,108 @@
+r"""Optimizers, written by hand, acting on the one flat parameter buffer.
+
+Both update every parameter of the model with a few whole-buffer array
+operations (no loop over layers). Derivations: ``docs/derivations/adam.md``.
+"""
+
+from __future__ import annotations
+
+from .params import ParamBuffer
+from .validate import check_float
+
+
+class SGD:
+    r"""Stochastic gradient descent with (heavy-ball) momentum (eq. ``sgd``).
+
+    .. math::  v \leftarrow \mu v + g,\qquad \theta \leftarrow \theta - \eta v
+    """
+
+    name = "sgd"
+
+    def __init__(self, params: ParamBuffer, lr: float = 0.01, momentum: float = 0.9):
+        self.params = params
+        self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
+        self.momentum = check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+        self.velocity = params.xp.zeros_like(params.data)
+        self.t = 0
+
+    def step(self):
+        v, g = self.velocity, self.params.grad
+        v *= self.momentum  # v = momentum * v + g
+        v += g
+        self.params.data -= self.lr * v  # theta = theta - lr * v
+        self.t += 1
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    def state(self) -> dict:
+        return {"velocity": self.velocity}
+
+    def load_state(self, arrays: dict, t: int):
+        self.velocity[...] = arrays["velocity"]
+        self.t = t
+
+
+class Adam:
+    r"""Adam (Kingma & Ba 2015; eq. ``adam``).
+
+    .. math::
+        m &\leftarrow \beta_1 m + (1-\beta_1) g,\qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
+        \hat m &= m / (1-\beta_1^t),\qquad \hat v = v / (1-\beta_2^t) \\
+        \theta &\leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)
+    """
+
+    name = "adam"
+
+    def __init__(self, params: ParamBuffer, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        self.params = params
+        self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
+        self.beta1 = check_float("beta1", beta1, minimum=0.0, maximum=1.0)
+        self.beta2 = check_float("beta2", beta2, minimum=0.0, maximum=1.0)
+        self.eps = check_float("eps", eps, minimum=0.0, strict_minimum=True)
+        xp = params.xp
+        self.m = xp.zeros_like(params.data)  # first moment (mean of g)
+        self.v = xp.zeros_like(params.data)  # second moment (mean of g^2)
+        self._scratch = xp.empty_like(params.data)
+        self.t = 0
+
+    def step(self):
+        xp = self.params.xp
+        g, m, v, tmp = self.params.grad, self.m, self.v, self._scratch
+        self.t += 1
+        m *= self.beta1  # m = beta1 m + (1 - beta1) g
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2  # v = beta2 v + (1 - beta2) g^2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.beta2
+        v += tmp
+        correction1 = 1.0 - self.beta1 ** self.t  # bias corrections: m_hat = m / c1, v_hat = v / c2
+        correction2 = 1.0 - self.beta2 ** self.t
+        xp.sqrt(v, out=tmp)  # tmp = sqrt(v_hat) + eps
+        tmp /= correction2 ** 0.5
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)  # tmp = m / (sqrt(v_hat) + eps)
+        tmp *= self.lr / correction1  # ... times lr / c1  gives lr * m_hat / (sqrt(v_hat) + eps)
+        self.params.data -= tmp
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def state(self) -> dict:
+        return {"m": self.m, "v": self.v}
+
+    def load_state(self, arrays: dict, t: int):
+        self.m[...] = arrays["m"]
+        self.v[...] = arrays["v"]
+        self.t = t
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(name: str, params: ParamBuffer, **hyperparameters):
+    """``make_optimizer("adam", model.params, lr=1e-3)``."""
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](params, **hyperparameters)

@@ -1,0 +1,102 @@
+"""Saving and loading models and training runs, on top of :mod:`minivae.checkpoint`.
+
+A model file holds the flat parameter buffer and, as JSON, the model's
+configuration, dtype and random generator state. A training file adds the
+optimizer's moment buffers, its step count and hyperparameters, the trainer's
+generator state, the epoch and the loss history, so that training N epochs,
+saving, loading and training M more gives exactly the parameters of N + M
+uninterrupted epochs. Files never execute code on load and are written
+atomically (see :mod:`minivae.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import to_numpy
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .model import VAEConfig, build_model
+from .train import History, Trainer
+
+
+def _model_part(model) -> tuple[dict, dict]:
+    arrays = {"params": to_numpy(model.params.data)}
+    meta = {"config": model.config.to_dict(), "dtype": model.dtype.name,
+            "rng": model.rng.bit_generator.state}
+    return arrays, meta
+
+
+def save_model(path, model) -> None:
+    """Save a model's parameters, configuration and generator state to ``path`` (atomically)."""
+    arrays, meta = _model_part(model)
+    save_checkpoint(path, arrays, {"kind": "model", "model": meta})
+
+
+def _restore_model(path, arrays: dict, meta: dict):
+    try:
+        config = VAEConfig(**meta["config"])
+        model = build_model(config, dtype=meta["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint '{path}': bad model configuration: {exc}") from exc
+    params = arrays.get("params")
+    if params is None:
+        raise CheckpointError(f"cannot load checkpoint '{path}': it holds no 'params' array")
+    if params.shape != model.params.data.shape or params.dtype != model.dtype:
+        raise CheckpointError(
+            f"cannot load checkpoint '{path}': params: expected shape {model.params.data.shape} "
+            f"{model.dtype} for this configuration, got {params.shape} {params.dtype}")
+    model.params.data[...] = params
+    try:
+        model.rng.bit_generator.state = meta["rng"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint '{path}': bad generator state: {exc}") from exc
+    return model
+
+
+def load_model(path):
+    """Load a model saved by :func:`save_model` or :func:`save_trainer`."""
+    arrays, meta = load_checkpoint(path)
+    if "model" not in meta:
+        raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
+    return _restore_model(path, arrays, meta["model"])
+
+
+def save_trainer(path, trainer: Trainer) -> None:
+    """Save the model and the whole training state, so training resumes exactly."""
+    arrays, model_meta = _model_part(trainer.model)
+    opt = trainer.optimizer
+    for key, value in opt.state().items():
+        arrays[f"optimizer.{key}"] = to_numpy(value)
+    meta = {
+        "kind": "training",
+        "model": model_meta,
+        "optimizer": {"name": opt.name, "hyperparameters": opt.hyperparameters(), "t": opt.t},
+        "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
+                    "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
+                    "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
+    }
+    save_checkpoint(path, arrays, meta)
+
+
+def load_trainer(path) -> Trainer:
+    """Load a training run saved by :func:`save_trainer` (the model is ``trainer.model``)."""
+    arrays, meta = load_checkpoint(path)
+    if meta.get("kind") != "training":
+        raise CheckpointError(f"cannot load checkpoint '{path}': expected a training checkpoint, "
+                              f"got kind {meta.get('kind')!r}")
+    model = _restore_model(path, arrays, meta["model"])
+    try:
+        opt, state = meta["optimizer"], meta["trainer"]
+        trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
+                          seed=state["seed"], **opt["hyperparameters"])
+        trainer.optimizer.load_state({key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()},
+                                     opt["t"])
+        trainer.epoch, trainer.step_count = int(state["epoch"]), int(state["step_count"])
+        trainer.rng.bit_generator.state = state["rng"]
+        trainer.history = History(**state["history"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint '{path}': bad training state: {exc}") from exc
+    return trainer
+
+
+__all__ = ["save_model", "load_model", "save_trainer", "load_trainer", "CheckpointError"]

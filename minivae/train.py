@@ -1,0 +1,172 @@
+r"""Minibatch training: shuffle, step, watch for non-finite values, keep a history.
+
+Each step draws a minibatch, computes the negative ELBO and its gradient by
+hand (:meth:`minivae.model.VAE.loss_and_grads`) and lets the optimizer update
+the flat parameter buffer. KL warm-up multiplies the KL by
+:math:`\beta_t = \min(1, t / T_{\text{warm-up}})` over the first steps, which
+keeps the decoder from being ignored early on (posterior collapse).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import get_array_module
+from .optim import OPTIMIZERS, make_optimizer
+from .validate import check_float, check_int
+
+
+class NonFiniteError(FloatingPointError):
+    """Training met a NaN or infinite loss or gradient; the message names the step."""
+
+
+@dataclass
+class History:
+    """Per-epoch mean training loss and validation loss (negative ELBO, nats per example)."""
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"train_loss": list(self.train_loss), "val_loss": list(self.val_loss)}
+
+
+class Trainer:
+    """Trains a :class:`~minivae.model.VAE` or CVAE by minibatch gradient descent.
+
+    Parameters
+    ----------
+    model : VAE
+    optimizer : ``"adam"`` or ``"sgd"``
+    lr : float
+        Learning rate.
+    batch_size : int
+    warmup_epochs : float
+        Epochs over which the KL weight rises linearly from 0 to 1 (0: none).
+    seed : int
+        Seeds the shuffling and the noise, so a run is reproducible.
+    **optimizer_options
+        E.g. ``momentum=0.9`` for SGD, ``beta1``, ``beta2``, ``eps`` for Adam.
+    """
+
+    def __init__(self, model, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 128,
+                 warmup_epochs: float = 0.0, seed: int = 0, **optimizer_options):
+        self.model = model
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.warmup_epochs = check_float("warmup_epochs", warmup_epochs, minimum=0.0)
+        self.seed = check_int("seed", seed, 0)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        self.optimizer = make_optimizer(optimizer, model.params, lr=lr, **optimizer_options)
+        self.rng = np.random.default_rng(seed)  # shuffling and noise
+        self.epoch = 0
+        self.step_count = 0
+        self.history = History()
+
+    # ------------------------------------------------------------------ one step
+
+    def beta(self, steps_per_epoch: int) -> float:
+        """The KL weight at the current step."""
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        if warmup_steps <= 0:
+            return 1.0
+        return min(1.0, (self.step_count + 1) / warmup_steps)
+
+    def train_step(self, x, c=None, beta: float = 1.0):
+        """Forward, backward, update on one minibatch. Returns the loss (0-d array)."""
+        model = self.model
+        loss, _ = model.loss_and_grads(x, c, rng=self.rng, beta=beta)
+        self._check_finite(loss)
+        self.optimizer.step()
+        self.step_count += 1
+        return loss
+
+    def _check_finite(self, loss):
+        xp = get_array_module(loss)
+        if not (bool(xp.isfinite(loss)) and bool(xp.isfinite(self.model.params.grad.sum()))):
+            bad = "loss" if not bool(xp.isfinite(loss)) else "gradient"
+            raise NonFiniteError(
+                f"non-finite {bad} at step {self.step_count + 1} (epoch {self.epoch + 1}): loss={float(loss)}; "
+                "lower the learning rate (lr) or check the data")
+
+    # ------------------------------------------------------------------ epochs
+
+    def fit(self, x, c=None, *, epochs: int = 10, x_val=None, c_val=None, progress: bool = True,
+            log_every: int = 10, checkpoint: str | None = None) -> History:
+        """Train for ``epochs`` more epochs; returns the (cumulative) :class:`History`.
+
+        ``x`` (N, D) and optionally ``c`` (N, C); ``x_val``/``c_val`` are scored
+        (negative ELBO, beta = 1) after every epoch. With ``checkpoint`` a path,
+        the model and the whole training state are saved there (atomically)
+        after every epoch, so an interrupted run resumes with
+        :func:`minivae.serialize.load_trainer` exactly where it stopped.
+        """
+        model = self.model
+        epochs = check_int("epochs", epochs, 1)
+        log_every = check_int("log_every", log_every, 1)
+        x = model._check_x(x)
+        c = model._check_c(c, x.shape[0], "x")
+        if x_val is not None:
+            x_val = model._check_x(x_val, "x_val")
+            c_val = model._check_c(c_val, x_val.shape[0], "x_val") if model.conditional else c_val
+        n = x.shape[0]
+        if self.batch_size > n:
+            raise ValueError(f"batch_size: expected at most the number of training examples ({n}), "
+                             f"got {self.batch_size}")
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        xp = get_array_module(x)
+        bar = _progress(epochs * steps_per_epoch, progress)
+        try:
+            for _ in range(epochs):
+                order = xp.asarray(self.rng.permutation(n))
+                total = 0.0
+                for i in range(steps_per_epoch):
+                    idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+                    loss = self.train_step(x[idx], None if c is None else c[idx], self.beta(steps_per_epoch))
+                    total = total + loss * idx.shape[0]  # stays on the device; read once per epoch
+                    if bar is not None:
+                        bar.update(1)
+                        if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:
+                            bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
+                self.epoch += 1
+                self.history.train_loss.append(float(total) / n)
+                if x_val is not None:
+                    self.history.val_loss.append(self.evaluate(x_val, c_val))
+                if checkpoint is not None:
+                    from .serialize import save_trainer
+
+                    save_trainer(checkpoint, self)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def evaluate(self, x, c=None, batch_size: int = 1024) -> float:
+        """Mean negative ELBO (beta = 1) over ``x``; its noise comes from a fixed seed, so it is comparable across epochs."""
+        rng = np.random.default_rng(self.seed + 1)
+        total, n = 0.0, x.shape[0]
+        for start in range(0, n, batch_size):
+            cb = None if c is None else c[start:start + batch_size]
+            loss = self.model.loss(x[start:start + batch_size], cb, rng=rng).total
+            total += float(loss) * min(batch_size, n - start)
+        return total / n
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="training", unit="step", leave=True)
+
+
+def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3,
+        warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None, progress: bool = True,
+        checkpoint: str | None = None, **optimizer_options) -> History:
+    """Train ``model`` in place (a one-call wrapper around :class:`Trainer`)."""
+    trainer = Trainer(model, optimizer, lr=lr, batch_size=batch_size, warmup_epochs=warmup_epochs, seed=seed,
+                      **optimizer_options)
+    return trainer.fit(x, c, epochs=epochs, x_val=x_val, c_val=c_val, progress=progress, checkpoint=checkpoint)
