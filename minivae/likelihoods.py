@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from .backend import get_array_module
 from .layers import sigmoid, softplus
-from .reparam import join_head, split_head
+from .reparam import clamp_log_var_backward, clamp_log_var_forward, join_head, split_head
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -64,6 +64,7 @@ def bernoulli_nll_backward(dnll, cache: BernoulliCache):
 class GaussianCache(NamedTuple):
     diff: object  # (..., N, D)  mean - x
     inv_var: object  # broadcastable to diff:  exp(-log_var)
+    inside: object  # where log_var was inside the clamp range (eq. logvar-clamp)
     log_var_shape: tuple  # the shape of the log_var that was passed in
 
 
@@ -75,15 +76,16 @@ def gaussian_nll_forward(mean, log_var, x):
     ``log_var`` broadcasts against ``mean``: a scalar (fixed or shared
     variance), shape (D,) (one per data dimension) or the mean's shape (one
     per example). With a constant variance this is least squares plus a
-    constant. Shapes: mean (..., N, D), x (N, D) -> (..., N).
+    constant. ``log_var`` is clipped to :math:`[-L, L]` first (eq. ``logvar-clamp``).
+    Shapes: mean (..., N, D), x (N, D) -> (..., N).
     """
     xp = get_array_module(mean)
-    log_var = xp.asarray(log_var, dtype=mean.dtype)
+    log_var, inside = clamp_log_var_forward(xp.asarray(log_var, dtype=mean.dtype))
     diff = mean - x
     inv_var = xp.exp(-log_var)
     per_dim = 0.5 * (LOG_2PI + log_var + diff * diff * inv_var)
     nll = per_dim.sum(axis=-1)
-    return nll, GaussianCache(diff, inv_var, log_var.shape)
+    return nll, GaussianCache(diff, inv_var, inside, log_var.shape)
 
 
 def gaussian_nll_backward(dnll, cache: GaussianCache):
@@ -99,6 +101,7 @@ def gaussian_nll_backward(dnll, cache: GaussianCache):
     scaled = cache.diff * cache.inv_var  # (m - x) / sigma^2
     dmean = dnll * scaled
     dlog_var = dnll * 0.5 * (1.0 - cache.diff * scaled)
+    dlog_var = clamp_log_var_backward(dlog_var, cache.inside)
     return dmean, _sum_to_shape(dlog_var, cache.log_var_shape)
 
 
@@ -203,7 +206,8 @@ class Gaussian(Likelihood):
     def sample(self, out, params, rng):
         xp = get_array_module(out)
         mean, log_var = self._split(out, params)
-        std = xp.exp(0.5 * xp.asarray(log_var, dtype=mean.dtype))
+        log_var, _ = clamp_log_var_forward(xp.asarray(log_var, dtype=mean.dtype))
+        std = xp.exp(0.5 * log_var)
         return mean + std * rng.standard_normal(mean.shape, dtype=mean.dtype)
 
 

@@ -31,7 +31,8 @@ from .layers import ACTIVATIONS, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
 from .mlp import mlp_backward, mlp_forward
 from .params import ParamBuffer
-from .reparam import draw_noise, join_head, reparameterize_backward, reparameterize_forward, split_head
+from .reparam import (clamp_log_var_backward, clamp_log_var_forward, draw_noise, join_head, reparameterize_backward,
+                      reparameterize_forward, split_head)
 from .validate import check_choice, check_float, check_int, check_matrix, check_rows
 
 DTYPES = ("float32", "float64")
@@ -90,6 +91,7 @@ class ForwardCache(NamedTuple):
     """What the backward pass needs, by the names of the forward's steps."""
 
     enc: object  # encoder MLP cache
+    clamp: object  # where the encoder's log-variance was inside the clamp range
     rep: object  # reparameterization cache
     kl: object  # KL cache
     dec: object  # decoder MLP cache
@@ -248,7 +250,8 @@ class VAE:
         S = noise.shape[0]
 
         enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
-        mu, log_var = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
+        mu, raw_log_var = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
+        log_var, clamp_cache = clamp_log_var_forward(raw_log_var)
         z, rep_cache = reparameterize_forward(mu, log_var, noise)  # (S, N, K)
         kl, kl_cache = kl_forward(mu, log_var)  # (N,)
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
@@ -260,7 +263,7 @@ class VAE:
         kl_mean = kl.mean()
         nll_mean = nll.mean()
         loss = Loss(beta * kl_mean + nll_mean, kl_mean, nll_mean)
-        return loss, ForwardCache(enc_cache, rep_cache, kl_cache, dec_cache, nll_cache, S, N, beta)
+        return loss, ForwardCache(enc_cache, clamp_cache, rep_cache, kl_cache, dec_cache, nll_cache, S, N, beta)
 
     def backward(self, cache: ForwardCache):
         """Every parameter's gradient, written into ``self.params.grad`` (eq. ``elbo-bwd``).
@@ -287,7 +290,8 @@ class VAE:
         dmu_from_kl, dlog_var_from_kl = kl_backward(dkl, cache.kl)
         dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
         dlog_var = dlog_var_from_z + dlog_var_from_kl  # and so does log_var
-        _, enc_grads = mlp_backward(join_head(dmu, dlog_var), cache.enc, self.activation, need_dx=False)
+        draw_log_var = clamp_log_var_backward(dlog_var, cache.clamp)
+        _, enc_grads = mlp_backward(join_head(dmu, draw_log_var), cache.enc, self.activation, need_dx=False)
         self._store("encoder", enc_grads)
         return grads
 
@@ -318,8 +322,9 @@ class VAE:
         x = self._check_x(x)
         c = self._check_c(c, x.shape[0], "x")
         out, _ = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
-        mu, log_var = split_head(out)
-        return mu.copy(), log_var.copy()
+        mu, raw_log_var = split_head(out)
+        log_var, _ = clamp_log_var_forward(raw_log_var)
+        return mu.copy(), log_var
 
     def decoder_output(self, z, c=None):
         """The decoder's raw output for latent codes z (N, K): logits, or means (and log-variances)."""

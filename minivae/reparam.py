@@ -34,6 +34,28 @@ def join_head(dmu, dlog_var):
     return xp.concatenate([dmu, dlog_var], axis=-1)
 
 
+#: Log-variances are clipped to [-LOG_VAR_LIMIT, LOG_VAR_LIMIT] before they are exponentiated
+#: (eq. ``logvar-clamp``): sigma^2 then lies in [2e-9, 5e8], so exp(log_var), exp(-log_var) and the
+#: squared errors they scale stay finite in float32 for any network output. Outside the range the
+#: function is constant, so its gradient there is zero: the gradients stay those of what is computed.
+LOG_VAR_LIMIT = 20.0
+
+
+def clamp_log_var_forward(log_var):
+    r"""Clip a log-variance to :math:`[-L, L]`, :math:`L` = :data:`LOG_VAR_LIMIT` (eq. ``logvar-clamp``).
+
+    Returns ``(clipped, inside)`` where ``inside`` marks the entries left unchanged.
+    """
+    xp = get_array_module(log_var)
+    inside = (log_var > -LOG_VAR_LIMIT) & (log_var < LOG_VAR_LIMIT)
+    return xp.clip(log_var, -LOG_VAR_LIMIT, LOG_VAR_LIMIT), inside
+
+
+def clamp_log_var_backward(dclipped, inside):
+    r""":math:`\bar v = \bar c \cdot [-L < v < L]`: the clip passes gradients only where it is the identity."""
+    return dclipped * inside
+
+
 def draw_noise(rng, n_samples: int, n: int, k: int, dtype):
     r""":math:`\varepsilon \sim \mathcal N(0, I)` of shape (S, N, K), drawn from ``rng``."""
     return rng.standard_normal((n_samples, n, k), dtype=dtype)
