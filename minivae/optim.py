@@ -29,7 +29,7 @@ class SGD:
         v, g = self.velocity, self.params.grad
         v *= self.momentum  # v = momentum * v + g
         v += g
-        self.params.data -= self.lr * v  # theta = theta - lr * v
+        self.params.data -= self.lr * v  # theta = theta - lr * v  (one temporary: lr * v)
         self.t += 1
 
     def hyperparameters(self) -> dict:
@@ -68,23 +68,29 @@ class Adam:
         self.t = 0
 
     def step(self):
+        r"""One update in 12 passes over the buffer and no allocation.
+
+        The bias corrections are folded into two scalars (eq. ``adam-folded``):
+        :math:`\eta\,\hat m / (\sqrt{\hat v} + \epsilon) = \eta_t\, m / (\sqrt v + \epsilon_t)`
+        with :math:`\eta_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)` and :math:`\epsilon_t = \epsilon\sqrt{1-\beta_2^t}`.
+        """
         xp = self.params.xp
         g, m, v, tmp = self.params.grad, self.m, self.v, self._scratch
         self.t += 1
-        m *= self.beta1  # m = beta1 m + (1 - beta1) g
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2  # v = beta2 v + (1 - beta2) g^2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - self.beta2
+        m -= g  # m = beta1 m + (1 - beta1) g  =  beta1 (m - g) + g
+        m *= self.beta1
+        m += g
+        xp.multiply(g, g, out=tmp)  # v = beta2 v + (1 - beta2) g^2  =  beta2 (v - g^2) + g^2
+        v -= tmp
+        v *= self.beta2
         v += tmp
-        correction1 = 1.0 - self.beta1 ** self.t  # bias corrections: m_hat = m / c1, v_hat = v / c2
-        correction2 = 1.0 - self.beta2 ** self.t
-        xp.sqrt(v, out=tmp)  # tmp = sqrt(v_hat) + eps
-        tmp /= correction2 ** 0.5
-        tmp += self.eps
-        xp.divide(m, tmp, out=tmp)  # tmp = m / (sqrt(v_hat) + eps)
-        tmp *= self.lr / correction1  # ... times lr / c1  gives lr * m_hat / (sqrt(v_hat) + eps)
-        self.params.data -= tmp
+        root_c2 = (1.0 - self.beta2 ** self.t) ** 0.5
+        lr_t = self.lr * root_c2 / (1.0 - self.beta1 ** self.t)
+        xp.sqrt(v, out=tmp)  # tmp = sqrt(v) + eps_t
+        tmp += self.eps * root_c2
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        self.params.data -= tmp  # theta = theta - lr_t m / (sqrt(v) + eps_t)
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import get_array_module
+from .fast import FastStep
 from .optim import OPTIMIZERS, make_optimizer
 from .validate import check_float, check_int
 
@@ -65,6 +66,7 @@ class Trainer:
         self.epoch = 0
         self.step_count = 0
         self.history = History()
+        self._fast = FastStep(model)
 
     # ------------------------------------------------------------------ one step
 
@@ -76,21 +78,32 @@ class Trainer:
         return min(1.0, (self.step_count + 1) / warmup_steps)
 
     def train_step(self, x, c=None, beta: float = 1.0):
-        """Forward, backward, update on one minibatch. Returns the loss (0-d array)."""
-        model = self.model
-        loss, _ = model.loss_and_grads(x, c, rng=self.rng, beta=beta)
+        """Forward, backward and update on one minibatch ``x`` (and ``c``). Returns the loss (0-d array)."""
+        x = self.model._check_x(x)
+        c = self.model._check_c(c, x.shape[0], "x")
+        ws = self._fast.workspace(x.shape[0])
+        ws.x[...] = x
+        if c is not None:
+            ws.enc_in[:, x.shape[1]:] = c
+        return self._step(ws, beta, need_loss=True)
+
+    def _step(self, ws, beta: float, need_loss: bool):
+        """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.fast`)."""
+        loss = self._fast(ws, self.rng, beta=beta, need_loss=need_loss)
         self._check_finite(loss)
         self.optimizer.step()
         self.step_count += 1
         return loss
 
     def _check_finite(self, loss):
-        xp = get_array_module(loss)
-        if not (bool(xp.isfinite(loss)) and bool(xp.isfinite(self.model.params.grad.sum()))):
-            bad = "loss" if not bool(xp.isfinite(loss)) else "gradient"
+        """Stop at the first non-finite loss or gradient; one sum watches the whole gradient buffer."""
+        xp = get_array_module(self.model.params.grad)
+        loss_ok = loss is None or bool(xp.isfinite(loss))
+        if not (loss_ok and bool(xp.isfinite(self.model.params.grad.sum()))):
+            what = "gradient" if loss_ok else "loss"
             raise NonFiniteError(
-                f"non-finite {bad} at step {self.step_count + 1} (epoch {self.epoch + 1}): loss={float(loss)}; "
-                "lower the learning rate (lr) or check the data")
+                f"non-finite {what} at step {self.step_count + 1} (epoch {self.epoch + 1})"
+                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data")
 
     # ------------------------------------------------------------------ epochs
 
@@ -99,7 +112,9 @@ class Trainer:
         """Train for ``epochs`` more epochs; returns the (cumulative) :class:`History`.
 
         ``x`` (N, D) and optionally ``c`` (N, C); ``x_val``/``c_val`` are scored
-        (negative ELBO, beta = 1) after every epoch. With ``checkpoint`` a path,
+        (negative ELBO, beta = 1) after every epoch. The training loss is
+        computed every ``log_every`` steps and on each epoch's last step (the
+        gradient does not need it); the history records their mean. With ``checkpoint`` a path,
         the model and the whole training state are saved there (atomically)
         after every epoch, so an interrupted run resumes with
         :func:`minivae.serialize.load_trainer` exactly where it stopped.
@@ -118,21 +133,28 @@ class Trainer:
                              f"got {self.batch_size}")
         steps_per_epoch = math.ceil(n / self.batch_size)
         xp = get_array_module(x)
+        D = model.config.data_dim
         bar = _progress(epochs * steps_per_epoch, progress)
         try:
             for _ in range(epochs):
                 order = xp.asarray(self.rng.permutation(n))
-                total = 0.0
+                total, counted = 0.0, 0
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-                    loss = self.train_step(x[idx], None if c is None else c[idx], self.beta(steps_per_epoch))
-                    total = total + loss * idx.shape[0]  # stays on the device; read once per epoch
+                    ws = self._fast.workspace(idx.shape[0])
+                    xp.take(x, idx, axis=0, out=ws.x, mode="clip")  # the minibatch, into a reused buffer
+                    if c is not None:
+                        xp.take(c, idx, axis=0, out=ws.enc_in[:, D:], mode="clip")
+                    need_loss = (i + 1) % log_every == 0 or i + 1 == steps_per_epoch
+                    loss = self._step(ws, self.beta(steps_per_epoch), need_loss)
                     if bar is not None:
                         bar.update(1)
-                        if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:
+                    if need_loss:
+                        total, counted = total + loss * idx.shape[0], counted + idx.shape[0]
+                        if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
                 self.epoch += 1
-                self.history.train_loss.append(float(total) / n)
+                self.history.train_loss.append(float(total) / counted)
                 if x_val is not None:
                     self.history.val_loss.append(self.evaluate(x_val, c_val))
                 if checkpoint is not None:

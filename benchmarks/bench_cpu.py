@@ -1,0 +1,391 @@
+"""CPU benchmark: minivae's training step against PyTorch and against its own matrix products.
+
+    python benchmarks/bench_cpu.py            # full run (a few minutes; torch.compile adds ~1 min)
+    python benchmarks/bench_cpu.py --quick    # a smoke run
+
+Model: the MNIST-shaped VAE, 784-400-20 with ReLU, Bernoulli decoder from
+logits, S = 1, Adam, float32, on synthetic binary data of MNIST's shape.
+
+Each contender runs in its own worker process (NumPy's OpenBLAS threads keep
+spinning after a product and would slow a neighbour in the same process) and
+the parent interleaves them: every repeat times each contender once, in a
+rotating order, and the table reports medians over repeats. All contenders
+use the same number of threads (``--threads``, default 2).
+
+Contenders:
+  minivae        Trainer's step: forward, loss every 10th step as in training, backward, Adam
+  torch-eager    PyTorch eager, torch.optim.Adam (default, foreach)
+  torch-fused    PyTorch eager, torch.optim.Adam(fused=True)
+  torch-compile  torch.compile'd forward + loss, fused Adam (where it works)
+  gemm-floor     the step's 11 matrix products alone (NumPy float32, preallocated outputs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+D, H, K = 784, 400, 20
+
+
+# --------------------------------------------------------------------------- workers (one process each)
+
+
+def _data(batch, seed=0):
+    import numpy as np
+
+    return (np.random.default_rng(seed).random((batch, D)) < 0.3).astype(np.float32)
+
+
+class MinivaeStep:
+    def __init__(self, batch, hidden=H):
+        from minivae import VAE, Trainer
+
+        self.model = VAE(D, K, (hidden,), likelihood="bernoulli", seed=0)
+        self.trainer = Trainer(self.model, "adam", lr=1e-3, batch_size=batch)
+        self.ws = self.trainer._fast.workspace(batch)
+        self.ws.x[...] = _data(batch)
+        self.i = 0
+
+    def __call__(self):
+        self.i += 1
+        self.trainer._step(self.ws, 1.0, need_loss=self.i % 10 == 0)
+
+
+class TorchStep:
+    def __init__(self, batch, kind):
+        import torch
+        import torch.nn.functional as F
+
+        torch.manual_seed(0)
+        self.torch = torch
+        net = torch.nn.ModuleDict({"enc": torch.nn.Linear(D, H), "head": torch.nn.Linear(H, 2 * K),
+                                   "dec": torch.nn.Linear(K, H), "out": torch.nn.Linear(H, D)})
+
+        def loss_fn(x, noise):
+            mu, log_var = net["head"](F.relu(net["enc"](x))).chunk(2, dim=1)
+            z = mu + torch.exp(0.5 * log_var) * noise
+            logits = net["out"](F.relu(net["dec"](z)))
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            kl = 0.5 * (mu * mu + log_var.exp() - 1.0 - log_var).sum()
+            return (nll + kl) / x.shape[0]
+
+        self.loss_fn = torch.compile(loss_fn) if kind == "compile" else loss_fn
+        self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=kind in ("fused", "compile"))
+        self.x = torch.from_numpy(_data(batch))
+        self.batch = batch
+
+    def __call__(self):
+        noise = self.torch.randn(self.batch, K)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.x, noise)
+        loss.backward()
+        self.opt.step()
+
+
+class GemmFloor:
+    """The 11 matrix products of the step, forward and backward, into preallocated outputs."""
+
+    def __init__(self, batch, hidden=H):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        f32 = np.float32
+        self.np = np
+        self.x = _data(batch)
+        self.W = [rng.standard_normal(s, dtype=f32) for s in ((D, hidden), (hidden, 2 * K), (K, hidden), (hidden, D))]
+        shapes = {"h": (batch, hidden), "o": (batch, 2 * K), "z": (batch, K), "g": (batch, hidden),
+                  "l": (batch, D), "dg": (batch, hidden), "dz": (batch, K), "dh": (batch, hidden)}
+        self.b = {k: np.empty(s, dtype=f32) for k, s in shapes.items()}
+        self.dW = [np.empty_like(w) for w in self.W]
+
+    def __call__(self):
+        mm, b, W, dW = self.np.matmul, self.b, self.W, self.dW
+        mm(self.x, W[0], out=b["h"])
+        mm(b["h"], W[1], out=b["o"])
+        mm(b["z"], W[2], out=b["g"])
+        mm(b["g"], W[3], out=b["l"])
+        mm(b["g"].T, b["l"], out=dW[3])
+        mm(b["l"], W[3].T, out=b["dg"])
+        mm(b["z"].T, b["dg"], out=dW[2])
+        mm(b["dg"], W[2].T, out=b["dz"])
+        mm(b["h"].T, b["o"], out=dW[1])
+        mm(b["o"], W[1].T, out=b["dh"])
+        mm(self.x.T, b["dh"], out=dW[0])
+
+
+class MinivaeScore:
+    def __init__(self, n, k):
+        from minivae import VAE
+
+        self.model = VAE(D, K, (H,), likelihood="bernoulli", seed=0)
+        self.x, self.k = _data(n), k
+
+    def __call__(self):
+        self.model.log_likelihood(self.x, k=self.k)
+
+
+class TorchScore:
+    def __init__(self, n, k):
+        import torch
+        import torch.nn.functional as F
+
+        torch.manual_seed(0)
+        enc, head, dec, out = (torch.nn.Linear(D, H), torch.nn.Linear(H, 2 * K), torch.nn.Linear(K, H),
+                               torch.nn.Linear(H, D))
+        x = torch.from_numpy(_data(n))
+        log2pi = float(torch.log(torch.tensor(2 * torch.pi)))
+
+        @torch.no_grad()
+        def score(batch=256, chunk=20):
+            result = []
+            for xb in x.split(batch):
+                mu, log_var = head(F.relu(enc(xb))).chunk(2, dim=1)
+                std = torch.exp(0.5 * log_var)
+                logws = []
+                for done in range(0, k, chunk):
+                    noise = torch.randn(min(chunk, k - done), xb.shape[0], K)
+                    z = mu + std * noise
+                    logits = out(F.relu(dec(z)))
+                    log_px = -F.binary_cross_entropy_with_logits(logits, xb.expand_as(logits), reduction="none").sum(-1)
+                    log_pz = -0.5 * (log2pi + z * z).sum(-1)
+                    log_qz = -0.5 * (log2pi + log_var + noise * noise).sum(-1)
+                    logws.append(log_px + log_pz - log_qz)
+                result.append(torch.logsumexp(torch.cat(logws), dim=0) - torch.log(torch.tensor(float(k))))
+            return torch.cat(result)
+
+        self.score = score
+
+    def __call__(self):
+        self.score()
+
+
+def _time(fn, target_s):
+    """Seconds per call, over enough calls to last about ``target_s``."""
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-6)
+    n = max(1, int(target_s / once))
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def _memory(batch):
+    """Peak bytes NumPy allocates within one step, growth over 200 steps, and page faults per step."""
+    import resource
+    import tracemalloc
+
+    step = MinivaeStep(batch)
+    for _ in range(20):
+        step()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    step()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    before = tracemalloc.get_traced_memory()[0]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    growth = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return peak, growth, faults / 200
+
+
+def worker(conn, threads):
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    made = {}
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        cmd, key, args = msg
+        try:
+            if cmd == "make":
+                kind = key[0]
+                if kind == "minivae":
+                    made[key] = MinivaeStep(*args)
+                elif kind.startswith("torch-"):
+                    import torch
+
+                    torch.set_num_threads(threads)
+                    made[key] = TorchStep(args[0], kind[len("torch-"):])
+                elif kind == "gemm-floor":
+                    made[key] = GemmFloor(*args)
+                elif kind == "score-minivae":
+                    made[key] = MinivaeScore(*args)
+                elif kind == "score-torch":
+                    import torch
+
+                    torch.set_num_threads(threads)
+                    made[key] = TorchScore(*args)
+                for _ in range(3):  # warm-up (torch.compile compiles here)
+                    made[key]()
+                conn.send(("ok", None))
+            elif cmd == "time":
+                conn.send(("ok", _time(made[key], args[0])))
+            elif cmd == "memory":
+                conn.send(("ok", _memory(*args)))
+            elif cmd == "info":
+                import numpy  # noqa: F401  (so threadpoolctl sees its BLAS)
+
+                info = {}
+                try:
+                    from threadpoolctl import threadpool_info
+
+                    info["blas"] = [(i.get("internal_api"), i.get("num_threads"), i.get("architecture"))
+                                    for i in threadpool_info()]
+                except ImportError:
+                    info["blas"] = "threadpoolctl not installed"
+                try:
+                    import torch
+
+                    info["torch"] = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+                except ImportError:
+                    info["torch"] = None
+                conn.send(("ok", info))
+        except Exception as exc:  # report, keep serving
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Pool:
+    """One worker process per contender."""
+
+    def __init__(self, threads):
+        self.ctx = mp.get_context("spawn")
+        self.threads = threads
+        self.procs = {}
+
+    def ask(self, contender, cmd, key, args):
+        if contender not in self.procs:
+            parent, child = self.ctx.Pipe()
+            proc = self.ctx.Process(target=worker, args=(child, self.threads), daemon=True)
+            proc.start()
+            self.procs[contender] = (proc, parent)
+        conn = self.procs[contender][1]
+        conn.send((cmd, key, args))
+        status, value = conn.recv()
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def close(self):
+        for proc, conn in self.procs.values():
+            conn.send(None)
+            proc.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+#: Pause before each timing: OpenBLAS workers spin ~0.1 s after a product, OpenMP's a little less.
+SETTLE_S = 0.3
+
+
+def interleaved(pool, keys, repeats, target_s):
+    """Median seconds per call for each key, timing the keys in rotating order every repeat."""
+    times = {key: [] for key in keys}
+    for r in range(repeats):
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for key in order:
+            time.sleep(SETTLE_S)  # let the previous contender's spinning BLAS/OpenMP threads go to sleep
+            times[key].append(pool.ask(key[0], "time", key, (target_s,)))
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+def fmt(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile, smaller tables")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 7)
+    target = 0.05 if args.quick else 0.25
+    batches = (32, 128, 512, 4096)
+
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    pool = Pool(args.threads)
+    try:
+        info = pool.ask("minivae", "info", None, ())
+        print(f"threads: {args.threads}; NumPy BLAS: {info['blas']}")
+        if have_torch:
+            print(f"PyTorch: {pool.ask('torch-eager', 'info', None, ())['torch']}")
+        else:
+            print("PyTorch: not installed, its columns are skipped (pip install torch==2.13.0 for the CPU build)")
+
+        contenders = ["minivae", "gemm-floor"]
+        if have_torch:
+            contenders += ["torch-eager", "torch-fused"]
+            if not (args.quick or args.no_compile):
+                contenders.append("torch-compile")
+        print("\nTraining step, 784-400-20 ReLU, Bernoulli, S = 1, Adam, float32 "
+              f"(examples/s, median of {repeats} interleaved repeats)")
+        head = f"{'batch':>6} " + " ".join(f"{c:>14}" for c in contenders) + f" {'minivae/best torch':>19} {'efficiency':>11}"
+        print(head)
+        for batch in batches:
+            keys = []
+            for c in contenders:
+                try:
+                    pool.ask(c, "make", (c, batch), (batch,))
+                    keys.append((c, batch))
+                except RuntimeError as exc:
+                    print(f"  {c} at batch {batch} does not run here: {exc}")
+            t = interleaved(pool, keys, repeats, target)
+            rate = {c: batch / t[(c, batch)] if (c, batch) in t else None for c in contenders}
+            torch_rates = [rate[c] for c in contenders if c.startswith("torch") and rate[c]]
+            ratio = f"{rate['minivae'] / max(torch_rates):.2f}x" if torch_rates else "-"
+            efficiency = t[("gemm-floor", batch)] / t[("minivae", batch)]
+            print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
+
+        print("\nminivae step memory (tracemalloc: NumPy allocations; page faults from getrusage)")
+        print(f"{'batch':>6} {'peak within a step':>19} {'growth over 200 steps':>22} {'page faults/step':>17}")
+        for batch in (128, 4096):
+            peak, growth, faults = pool.ask("minivae", "memory", None, (batch,))
+            print(f"{batch:>6} {peak / 1024:>16.1f} KiB {growth / 1024:>19.1f} KiB {faults:>17.1f}")
+
+        print("\nScaling of the minivae step (should be linear in batch and in hidden width)")
+        print(f"{'batch':>6} {'hidden':>7} {'ms/step':>9} {'us/example':>11} {'floor ms':>9} {'efficiency':>11}")
+        shapes = [(b, H) for b in ((32, 128, 512, 2048, 4096) if not args.quick else (128, 1024))]
+        shapes += [(512, h) for h in ((100, 200, 800, 1600) if not args.quick else (800,))]
+        for batch, hidden in shapes:
+            keys = [("minivae", batch, hidden), ("gemm-floor", batch, hidden)]
+            for key in keys:
+                pool.ask(key[0], "make", key, (batch, hidden))
+            t = interleaved(pool, keys, repeats, target)
+            step, floor = t[keys[0]], t[keys[1]]
+            print(f"{batch:>6} {hidden:>7} {step * 1e3:>9.2f} {step / batch * 1e6:>11.2f} {floor * 1e3:>9.2f} "
+                  f"{floor / step:>11.2f}")
+
+        n, k = (1000, 1000) if not args.quick else (200, 100)
+        print(f"\nImportance-weighted log-likelihood, k = {k}, on {n} examples (seconds, median)")
+        keys = [("score-minivae", n, k)] + ([("score-torch", n, k)] if have_torch else [])
+        for key in keys:
+            pool.ask(key[0], "make", key, (n, k))
+        t = interleaved(pool, keys, max(3, repeats // 2), 0.0)
+        line = f"minivae {t[keys[0]]:.2f} s"
+        if have_torch:
+            line += f"   PyTorch (no_grad) {t[keys[1]]:.2f} s   ratio torch/minivae {t[keys[1]] / t[keys[0]]:.2f}x"
+        print(line)
+    finally:
+        pool.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

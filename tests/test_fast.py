@@ -1,0 +1,65 @@
+"""The fast training step (minivae.fast) equals the readable reference (VAE.forward + VAE.backward)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from minivae import fast
+from minivae.layers import ACTIVATIONS
+from minivae.likelihoods import LIKELIHOODS
+from minivae.model import VAE
+
+
+@given(seed=st.integers(0, 2**31), activation=st.sampled_from(sorted(ACTIVATIONS)),
+       likelihood=st.sampled_from(LIKELIHOODS), depth=st.integers(0, 2), n_samples=st.integers(1, 3),
+       condition_dim=st.sampled_from([0, 3]), n=st.integers(1, 6), beta=st.floats(0.0, 2.0),
+       need_loss=st.booleans())
+def test_fast_step_matches_the_reference(seed, activation, likelihood, depth, n_samples, condition_dim, n, beta,
+                                         need_loss):
+    rng = np.random.default_rng(seed)
+    model = VAE(5, 2, tuple(rng.integers(1, 7, depth)), activation=activation, likelihood=likelihood,
+                n_samples=n_samples, condition_dim=condition_dim, dtype="float64")
+    model.params.data[:] = rng.normal(0.0, 0.5, model.params.size)
+    x = rng.random((n, 5))
+    c = np.eye(3)[rng.integers(0, 3, n)] if condition_dim else None
+
+    step = fast.FastStep(model)
+    ws = step.workspace(n)
+    ws.x[...] = x
+    if c is not None:
+        ws.enc_in[:, 5:] = c
+    loss = step(ws, np.random.default_rng(seed + 1), beta=beta, need_loss=need_loss)
+    fast_grad = model.params.grad.copy()
+    model.params.grad[:] = np.nan  # the reference must overwrite every entry
+    ref_loss, _ = model.loss_and_grads(x, c, rng=np.random.default_rng(seed + 1), beta=beta)
+
+    np.testing.assert_allclose(fast_grad, model.params.grad, rtol=1e-10, atol=1e-12)
+    if need_loss:
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+    else:
+        assert loss is None
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_in_place_activations_match_their_reference(name, rng):
+    a = rng.normal(0.0, 3.0, (4, 7))
+    a[a == 0] = 0.5
+    expected, cache = ACTIVATIONS[name].forward(a.copy())
+    h = fast.activation_inplace(name, a.copy())
+    np.testing.assert_allclose(h, expected, rtol=1e-12, atol=1e-15)
+    dout = rng.normal(size=a.shape)
+    np.testing.assert_allclose(fast.activation_backward_inplace(name, dout.copy(), h),
+                               ACTIVATIONS[name].backward(dout, cache), rtol=1e-9, atol=1e-15)
+
+
+def test_the_step_allocates_its_buffers_once():
+    model = VAE(6, 2, (5,))
+    step = fast.FastStep(model)
+    ws = step.workspace(4)
+    assert step.workspace(4) is ws and step.workspace(3) is not ws
+    ws.x[...] = np.random.default_rng(0).random((4, 6))
+    step(ws, np.random.default_rng(0))
+    buffers = [id(a) for a in ws.enc + ws.dec + ws.denc + ws.ddec]
+    step(ws, np.random.default_rng(1))
+    assert buffers == [id(a) for a in ws.enc + ws.dec + ws.denc + ws.ddec]
+    assert ws.dec[-1].dtype == np.float32  # no silent promotion to float64
