@@ -1,0 +1,111 @@
+"""The numbered notebooks in ``notebooks/``: committed clean, and each runs top to bottom.
+
+(a) Every notebook is stored without outputs and without execution counts, so a diff shows
+    only changes to the text and the code, never a re-run. Read with ``json``: needs nothing.
+(b) Every notebook executes with nbclient in quick mode (``MINIVAE_QUICK=1``), headless, in a
+    temporary working directory, within a time budget per notebook. Skipped, with the reason,
+    when nbclient, nbformat or ipykernel cannot be imported (``pip install -e ".[dev]"``).
+"""
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+#: Seconds one notebook may take in quick mode, kernel start included. Each runs in well under
+#: 30 s on two CPU cores; the margin absorbs a slow or busy machine, and a notebook that hangs
+#: (or whose quick mode stopped being quick) still fails instead of blocking the suite.
+NOTEBOOK_TIMEOUT = 120
+
+
+def _ids(paths):
+    return [p.name for p in paths]
+
+
+def test_notebooks_are_present_and_numbered():
+    names = [p.name for p in NOTEBOOKS]
+    assert names, f"no notebooks found in {NOTEBOOK_DIR}"
+    for name in names:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", name), f"{name}: expected a name like 01_topic.ipynb"
+    numbers = [int(name[:2]) for name in names]
+    assert numbers == list(range(1, len(names) + 1)), f"expected notebooks numbered 01, 02, ... without gaps, got {names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb.get("nbformat") == 4, f"{path.name}: expected nbformat 4, got {nb.get('nbformat')}"
+    code_cells = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    assert code_cells, f"{path.name}: expected at least one code cell"
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs") == [], f"{path.name}, cell {i}: expected no outputs (clear them before committing)"
+        assert cell.get("execution_count") is None, \
+            f"{path.name}, cell {i}: expected no execution count, got {cell.get('execution_count')}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_reads_quick_mode_and_device_first(path):
+    """The first code cell chooses quick mode and the device, so every later cell can use them."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    first = "".join(next(cell for cell in nb["cells"] if cell["cell_type"] == "code")["source"])
+    assert "MINIVAE_QUICK" in first, f"{path.name}: expected the first code cell to read MINIVAE_QUICK"
+    assert "MINIVAE_DEVICE" in first and "resolve_device" in first, \
+        f"{path.name}: expected the first code cell to pass MINIVAE_DEVICE to resolve_device"
+
+
+def _notebook_tools():
+    """nbformat and nbclient, or skip the test saying what is missing."""
+    missing = []
+    for module in ("nbformat", "nbclient", "ipykernel"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        pytest.skip(f"executing notebooks needs {', '.join(missing)}: pip install -e '.[dev]'")
+    import nbclient
+    import nbformat
+
+    return nbformat, nbclient
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
+    nbformat, nbclient = _notebook_tools()
+    monkeypatch.setenv("MINIVAE_QUICK", "1")
+    monkeypatch.setenv("MINIVAE_DEVICE", os.environ.get("MINIVAE_DEVICE", "cpu"))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        # one BLAS thread: the notebooks' matrices are small, and threads spinning on a busy machine
+        # made quick mode several times slower, not faster
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel then draws with the inline backend: headless
+    # the kernel imports this checkout of minivae, installed or not
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+    nb = nbformat.read(path, as_version=4)
+    deadline = time.monotonic() + NOTEBOOK_TIMEOUT
+
+    def remaining(cell):  # nbclient's timeout is per cell: give each cell what is left of the notebook's budget
+        return max(1, int(deadline - time.monotonic()))
+
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout_func=remaining,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    start = time.monotonic()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellTimeoutError:
+        pytest.fail(f"{path.name}: did not finish within {NOTEBOOK_TIMEOUT} s in quick mode")
+    elapsed = time.monotonic() - start
+    assert elapsed < NOTEBOOK_TIMEOUT, f"{path.name}: took {elapsed:.0f} s, expected under {NOTEBOOK_TIMEOUT} s"
+    pictures = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+                if out.output_type == "display_data" and "image/png" in out.get("data", {})]
+    assert pictures, f"{path.name}: ran but drew no picture"
