@@ -6,6 +6,14 @@ Per example, summed over the :math:`K` latent dimensions (eq. ``kl-fwd``):
 
 It is zero exactly when :math:`\mu = 0,\ \log\sigma^2 = 0`, positive otherwise.
 Derivation from the two Gaussian densities: ``docs/derivations/kl.md``.
+
+Range: the model passes a log-variance already clipped to :math:`[-20, 20]`
+(eq. ``logvar-clamp``), so :math:`\sigma^2 = e^{\log\sigma^2}` never
+overflows and the KL is finite for every :math:`\mu` whose square is: up to
+:math:`|\mu| \approx 1.8\times10^{19}` in float32 (:math:`1.3\times10^{154}`
+in float64). Beyond that the KL itself exceeds the float range; the loss is
+then infinite, which training reports as a :class:`~minivae.train.NonFiniteError`
+naming the step, rather than a wrong finite number.
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ def kl_forward(mu, log_var):
     r"""KL per example (eq. ``kl-fwd``). Shapes: mu, log_var (N, K) -> kl (N,)."""
     xp = get_array_module(mu)
     var = xp.exp(log_var)
-    kl = 0.5 * (mu * mu + var - 1.0 - log_var).sum(axis=-1)
+    # sigma^2 - 1 - log sigma^2 is written expm1(log_var) - log_var: near log_var = 0 the
+    # rounding error of exp(log_var) - 1 exceeds the true value (~ log_var^2 / 2) and could
+    # make the KL negative; expm1 is accurate there, and the difference is never below 0.
+    kl = 0.5 * (mu * mu + (xp.expm1(log_var) - log_var)).sum(axis=-1)
     return kl, KLCache(mu, var)
 
 

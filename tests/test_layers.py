@@ -1,0 +1,147 @@
+"""The affine layer and the activations: forwards against independent formulas, backwards by finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.special import expit
+
+from conftest import GRAD_TOL
+from minivae.gradcheck import numerical_vjp, relative_error
+from minivae.layers import (ACTIVATIONS, affine_backward, affine_forward, get_activation, sigmoid,
+                            softplus)
+
+seeds = st.integers(0, 2**32 - 1)
+sizes = st.integers(1, 6)
+
+#: Each activation written independently of minivae (NumPy / SciPy), evaluated on x.
+REFERENCE = {
+    "identity": lambda x: x,
+    "relu": lambda x: np.where(x > 0, x, 0.0),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
+    "tanh": np.tanh,
+    "sigmoid": expit,
+    "softplus": lambda x: np.logaddexp(0.0, x),
+}
+
+
+def off_kink(x):
+    """Push every entry at least 0.1 away from 0, where relu and leaky_relu have their kink."""
+    return np.sign(x) * (0.1 + np.abs(x))
+
+
+def max_error(analytic, numeric):
+    return max(relative_error(a, n) for a, n in zip(analytic, numeric, strict=True))
+
+
+# --------------------------------------------------------------------------- affine
+
+
+@given(seed=seeds, n=st.integers(1, 5), i=sizes, o=sizes)
+def test_affine_forward_is_the_plain_formula(seed, n, i, o):
+    rng = np.random.default_rng(seed)
+    x, W, b = rng.normal(size=(n, i)), rng.normal(size=(i, o)), rng.normal(size=o)
+    out, cache = affine_forward(x, W, b)
+    expected = np.array([[sum(x[r, j] * W[j, k] for j in range(i)) + b[k] for k in range(o)] for r in range(n)])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert cache.x is x and cache.W is W  # the backward reads these, it never recomputes them
+
+
+@given(seed=seeds, n=st.integers(1, 5), i=sizes, o=sizes)
+def test_affine_backward_matches_finite_differences(seed, n, i, o):
+    rng = np.random.default_rng(seed)
+    x, W, b = rng.normal(size=(n, i)), rng.normal(size=(i, o)), rng.normal(size=o)
+    dout = rng.normal(size=(n, o))
+    _, cache = affine_forward(x, W, b)
+    dx, dW, db = affine_backward(dout, cache)
+    assert dx.shape == x.shape and dW.shape == W.shape and db.shape == b.shape
+    numeric = numerical_vjp(lambda x, W, b: affine_forward(x, W, b)[0], [x, W, b], dout)
+    assert max_error([dx, dW, db], numeric) <= GRAD_TOL
+
+
+def test_affine_backward_without_dx_returns_none_and_the_same_parameter_gradients(rng):
+    x, W, b, dout = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=2), rng.normal(size=(3, 2))
+    _, cache = affine_forward(x, W, b)
+    dx, dW, db = affine_backward(dout, cache, need_dx=False)
+    _, dW_full, db_full = affine_backward(dout, cache)
+    assert dx is None
+    np.testing.assert_array_equal(dW, dW_full)
+    np.testing.assert_array_equal(db, db_full)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@given(seed=seeds, n=st.integers(1, 5), d=sizes)
+def test_activation_forward_matches_independent_formula(name, seed, n, d):
+    x = np.random.default_rng(seed).normal(scale=3.0, size=(n, d))
+    out, _ = get_activation(name).forward(x)
+    np.testing.assert_allclose(out, REFERENCE[name](x), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@given(seed=seeds, n=st.integers(1, 5), d=sizes)
+def test_activation_backward_matches_finite_differences(name, seed, n, d):
+    act = get_activation(name)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=2.0, size=(n, d))
+    if act.kink:
+        x = off_kink(x)
+    dout = rng.normal(size=(n, d))
+    _, cache = act.forward(x)
+    dx = act.backward(dout, cache)
+    assert dx.shape == x.shape
+    numeric = numerical_vjp(lambda x: act.forward(x)[0], [x], dout)
+    assert max_error([dx], numeric) <= GRAD_TOL
+
+
+def test_relu_family_is_marked_as_having_a_kink_and_the_smooth_ones_are_not():
+    assert {name for name, act in ACTIVATIONS.items() if act.kink} == {"relu", "leaky_relu"}
+
+
+def test_relu_backward_blocks_the_gradient_for_negative_inputs():
+    x = np.array([[-2.0, -0.5, 0.5, 2.0]])
+    _, cache = get_activation("relu").forward(x)
+    np.testing.assert_array_equal(get_activation("relu").backward(np.ones_like(x), cache), [[0, 0, 1, 1]])
+    _, cache = get_activation("leaky_relu").forward(x)
+    np.testing.assert_array_equal(get_activation("leaky_relu").backward(np.ones_like(x), cache),
+                                  [[0.01, 0.01, 1, 1]])
+
+
+# --------------------------------------------------------------------------- stability at extreme inputs
+
+EXTREME = np.array([-1e4, -1e3, -745.0, -100.0, -30.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 30.0, 100.0, 745.0, 1e3, 1e4])
+
+
+def test_sigmoid_is_finite_and_accurate_at_extreme_inputs():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        y = sigmoid(EXTREME)
+    assert np.all(np.isfinite(y)) and np.all((y >= 0) & (y <= 1))
+    # sigma is a probability: its consumers use it through sigma - x or sigma * dout, so the absolute error is what
+    # matters. 1e-15 is a few ulp of 1.
+    np.testing.assert_allclose(y, expit(EXTREME), rtol=1e-12, atol=1e-15)
+    assert y[0] == 0.0 and y[-1] == 1.0
+
+
+def test_softplus_is_finite_and_accurate_at_extreme_inputs():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = softplus(EXTREME)
+    assert np.all(np.isfinite(y)) and np.all(y >= 0)
+    # Relative accuracy everywhere, including the tiny values for very negative x.
+    np.testing.assert_allclose(y, np.logaddexp(0.0, EXTREME), rtol=1e-13, atol=0)
+    assert y[-1] == 1e4  # log(1 + e^x) = x to the last bit for large x
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "tanh"])
+def test_smooth_activation_backward_is_finite_at_extreme_inputs(name):
+    act = get_activation(name)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y, cache = act.forward(EXTREME)
+        dx = act.backward(np.ones_like(EXTREME), cache)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("name", ["gelu", "ReLU", "", None, 3])
+def test_unknown_activation_is_refused_by_name(name):
+    with pytest.raises(ValueError, match=r"^activation: expected one of"):
+        get_activation(name)
