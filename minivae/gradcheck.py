@@ -5,11 +5,13 @@ approximated by the central difference (``docs/gradcheck.md``, eq. ``gc-central`
 
 .. math::  \frac{\partial f}{\partial x_i} \approx \frac{f(x + h e_i) - f(x - h e_i)}{2h},
 
-whose truncation error is :math:`O(h^2)` and whose rounding error is about
-:math:`\epsilon_{\text{mach}} |f| / h`. In float64 (:math:`\epsilon \approx 10^{-16}`)
-with :math:`h = 10^{-6}` both are near :math:`10^{-10}`, so a correct backward
-agrees to better than :math:`10^{-6}`. In float32 (:math:`\epsilon \approx 10^{-7}`)
-no step size gets below about :math:`10^{-3}`: checks are always run in float64.
+whose truncation error is about :math:`h^2 |f'''| / 6` and whose rounding error is about
+:math:`\epsilon_{\text{mach}} |f| / h` (eq. ``gc-error``). In float64 (:math:`\epsilon \approx 10^{-16}`)
+with :math:`h = 10^{-6}` the first is near :math:`10^{-13}` and the second near
+:math:`10^{-10} |f|`, so a correct backward agrees to better than :math:`10^{-6}`.
+In float32 (:math:`\epsilon \approx 10^{-7}`) the best step leaves an error
+near :math:`10^{-5} |f|`, too large against the small entries of a gradient
+of a summed loss: checks are always run in float64.
 
 An operation with an array output :math:`y = f(x)` is checked through a
 vector-Jacobian product: for a fixed random :math:`\bar y` (the upstream

@@ -35,9 +35,6 @@ STANDALONE = {
     # L^v = -KL(q || p(z)) + E_q[log p(x|z)]: the lecture's second route. The code computes its two terms
     # separately and cites their own labels (kl-fwd, bern-nll, gauss-nll) and the assembled loss (neg-elbo).
     "elbo-reg-rec",
-    # The error model of central differences, truncation h^2 |f'''| / 6 plus rounding eps |f| / h. It justifies the
-    # step size and the tolerance, which are constants (gradcheck.STEP, conftest.GRAD_TOL), not formulas in code.
-    "gc-error",
 }
 
 
