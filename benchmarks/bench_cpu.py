@@ -97,11 +97,14 @@ class GemmFloor:
         f32 = np.float32
         self.np = np
         self.x = _data(batch)
-        self.W = [rng.standard_normal(s, dtype=f32) for s in ((D, hidden), (hidden, 2 * K), (K, hidden), (hidden, D))]
+        # Scaled so no product overflows or underflows to denormals (which are slow): values like a real step's.
+        self.W = [rng.standard_normal(s, dtype=f32) / float(np.sqrt(s[0]))  # a Python float keeps float32
+                  for s in ((D, hidden), (hidden, 2 * K), (K, hidden), (hidden, D))]
         shapes = {"h": (batch, hidden), "o": (batch, 2 * K), "z": (batch, K), "g": (batch, hidden),
                   "l": (batch, D), "dg": (batch, hidden), "dz": (batch, K), "dh": (batch, hidden)}
-        self.b = {k: np.empty(s, dtype=f32) for k, s in shapes.items()}
-        self.dW = [np.empty_like(w) for w in self.W]
+        self.b = {k: rng.standard_normal(s, dtype=f32) for k, s in shapes.items()}
+        self.dW = [np.zeros_like(w) for w in self.W]
+        assert all(a.dtype == f32 for a in [*self.W, *self.b.values(), *self.dW])
 
     def __call__(self):
         mm, b, W, dW = self.np.matmul, self.b, self.W, self.dW

@@ -54,6 +54,13 @@ class CheckpointError(ValueError):
     """A file is not a readable minivae checkpoint (corrupt, tampered, too new...)."""
 
 
+def _check_path(path) -> str:
+    """``path`` as a str; a clear TypeError for anything that is not a path (None, an int, an open file)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
+    return os.fsdecode(os.fspath(path))
+
+
 def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     """Write ``arrays`` and ``meta`` atomically to the ``.npz`` file ``path``.
 
@@ -79,7 +86,9 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     FileNotFoundError
         If the parent directory of ``path`` does not exist.
     """
-    path = os.fsdecode(os.fspath(path))
+    path = _check_path(path)
+    if not isinstance(arrays, dict):
+        raise TypeError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
     if not isinstance(meta, dict):
         raise TypeError(f"meta: expected a dict, got {type(meta).__name__}")
     members, manifest = {}, {}
@@ -99,7 +108,8 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
 
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
+        raise FileNotFoundError(f"cannot save checkpoint {path!r}: expected an existing directory, "
+                                f"got {directory!r}, which does not exist")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -172,7 +182,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         If the file is not an ``.npz``, is truncated or corrupt, carries a
         pickle, was written by a newer minivae, or does not match its manifest.
     """
-    path = os.fsdecode(os.fspath(path))
+    path = _check_path(path)
 
     def fail(problem: str) -> CheckpointError:
         return CheckpointError(f"cannot load checkpoint {path!r}: {problem}")

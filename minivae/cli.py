@@ -6,12 +6,21 @@
     minivae sample --checkpoint runs/digits/model.npz --n 64 --out samples.png
     minivae score --checkpoint runs/digits/model.npz --dataset digits --k 1000
     minivae gradcheck --likelihood gaussian_per_dim --activation tanh --samples 3
+
+Errors never end in a traceback. A flag with a value that is wrong on its own
+(``--epochs 0``, ``--lr -1``, ``--hidden 1.5``, an unknown ``--activation``) is
+refused by argparse before anything runs: usage on stderr, exit status 2. A
+problem found while running (a checkpoint that cannot be read, data that do not
+fit the model, ``--batch-size`` larger than the data) is printed as
+``minivae <command>: error: <flag or argument>: expected ..., got ...`` and
+the command returns 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -24,13 +33,16 @@ from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS
 from .model import VAE, build_model, VAEConfig
 from .optim import OPTIMIZERS
-from .serialize import load_model, save_trainer
-from .train import Trainer
+from .serialize import load_model
+from .train import NonFiniteError, Trainer
 
 DATASETS = ("digits", "ring", "mnist")
 IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28)}
 #: The gradient check passes when every parameter's relative error is at most this (see tests/conftest.py).
 GRADCHECK_TOL = 1e-6
+
+
+# argparse types. argparse puts the flag in front of the message: "argument --epochs: expected ..., got '0'".
 
 
 def _hidden(text: str) -> tuple:
@@ -41,17 +53,69 @@ def _hidden(text: str) -> tuple:
     try:
         widths = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden: expected comma-separated integers like 128,64, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 128,64, got {text!r}") from None
     if any(w < 1 for w in widths):
-        raise argparse.ArgumentTypeError(f"--hidden: expected positive widths, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
     return widths
+
+
+def _integer(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _number(minimum: float, strict: bool = False):
+    """An argparse type: a finite number >= ``minimum`` (> with ``strict``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if strict else '>='} {minimum}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _integer(1), _integer(0)
+
+
+def _load_model(path: str):
+    """The model in the checkpoint ``--checkpoint``; every failure names the flag."""
+    try:
+        return load_model(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--checkpoint: expected an existing checkpoint file, got {path!r}") from None
+    except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
+        raise ValueError(f"--checkpoint: {exc}") from exc
+
+
+def _output_path(text: str, suffixes: tuple) -> Path:
+    """``--out``: a file with one of ``suffixes`` in an existing directory."""
+    out = Path(text)
+    if out.suffix not in suffixes:
+        raise ValueError(f"--out: expected a path ending in {' or '.join(suffixes)}, got {text!r}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out: expected a file in an existing directory, got {text!r}")
+    return out
 
 
 def load_dataset(name: str, seed: int, conditional: bool = False, data_dir=None):
     """Train/validation/test splits as float arrays, with one-hot conditions for a CVAE."""
     if name == "ring":
         if conditional:
-            raise ValueError("--conditional: the ring data set has no labels to condition on")
+            raise ValueError("--conditional: expected a data set with labels (digits or mnist), got --dataset ring")
         x, labels = datasets.ring(6000, rng=seed), None
         split = datasets.train_val_test_split(x, None, rng=seed)
     elif name == "digits":
@@ -93,16 +157,26 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
 
 
 def cmd_train(args) -> int:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out: expected a directory (it is created if missing), got {args.out!r}: "
+                         f"{exc.strerror}") from exc
     split, (c_train, c_val, c_test) = load_dataset(args.dataset, args.seed, args.conditional, args.data_dir)
     likelihood = args.likelihood or ("gaussian_shared" if args.dataset == "ring" else "bernoulli")
+    if args.batch_size > split.train.shape[0]:
+        raise ValueError(f"--batch-size: expected at most the number of training examples "
+                         f"({split.train.shape[0]}), got {args.batch_size}")
+    if likelihood == "bernoulli" and (split.train.min() < 0 or split.train.max() > 1):
+        raise ValueError(f"--likelihood: expected a Gaussian likelihood for {args.dataset}, whose values lie "
+                         f"outside [0, 1], got {likelihood!r}")
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
                        condition_dim=10 if args.conditional else 0)
     model = build_model(config, seed=args.seed)
     trainer = Trainer(model, args.optimizer, lr=args.lr, batch_size=args.batch_size,
                       warmup_epochs=args.warmup, seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"{model}\ntraining on {args.dataset}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
     trainer.fit(split.train, c_train, epochs=args.epochs, x_val=split.val, c_val=c_val,
@@ -119,41 +193,64 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    model = load_model(args.checkpoint)
+    out = _output_path(args.out, (".png", ".npy"))
+    model = _load_model(args.checkpoint)
     rng = np.random.default_rng(args.seed)
     c = None
+    n_classes = model.config.condition_dim
     if model.conditional:
         if args.label is None:
-            labels = np.arange(args.n) % model.config.condition_dim
+            labels = np.arange(args.n) % n_classes
+        elif args.label >= n_classes:
+            raise ValueError(f"--label: expected a class in 0..{n_classes - 1} (the model's conditions), "
+                             f"got {args.label}")
         else:
             labels = np.full(args.n, args.label)
-        c = datasets.one_hot(labels, model.config.condition_dim)
+        c = datasets.one_hot(labels, n_classes)
     elif args.label is not None:
         raise ValueError("--label: expected only for a conditional model, got a label for an unconditional one")
     x = model.sample(args.n, c, rng=rng, mean=not args.draw)
-    out = Path(args.out)
     if out.suffix == ".npy":
         np.save(out, x)
     else:
         side = int(round(np.sqrt(model.config.data_dim)))
         if side * side != model.config.data_dim:
-            raise ValueError(f"--out: a PNG needs square images, got data_dim {model.config.data_dim}; use a .npy path")
+            raise ValueError(f"--out: expected a .npy path for data of {model.config.data_dim} features (a PNG "
+                             f"needs square images), got {args.out!r}")
         write_png(out, image_grid(np.clip(x, 0, 1), (side, side), min(args.n, 10), scale=max(1, 32 // side)))
     print(f"wrote {args.n} samples to {out}")
     return 0
 
 
+def _load_input(path: str, model) -> np.ndarray:
+    """``--input``: a .npy file holding data (N, D) for ``model``; never unpickles."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--input: expected an existing .npy file, got {path!r}") from None
+    except (OSError, ValueError) as exc:  # not a .npy file, or one holding Python objects
+        raise ValueError(f"--input: expected a .npy file holding a float array, got {path!r} ({exc})") from exc
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        x.close()
+        raise ValueError(f"--input: expected a .npy file holding one array, got an .npz archive {path!r}")
+    return model._check_x(x, "--input")
+
+
 def cmd_score(args) -> int:
-    model = load_model(args.checkpoint)
+    model = _load_model(args.checkpoint)
     rng = np.random.default_rng(args.seed)
     if args.input is not None:
-        x, c = np.load(args.input, allow_pickle=False), None
         if model.conditional:
-            raise ValueError("--input: a conditional model needs labels; score it with --dataset")
+            raise ValueError("--input: expected an unconditional model (a conditional one needs labels: score it "
+                             "with --dataset), got a conditional checkpoint")
+        x, c = _load_input(args.input, model), None
     else:
         split, conditions = load_dataset(args.dataset, args.data_seed, model.conditional, args.data_dir)
         index = ("train", "val", "test").index(args.split)
         x, c = split[index], conditions[index]
+        if x.shape[1] != model.config.data_dim:
+            raise ValueError(f"--dataset: expected data with {model.config.data_dim} features (the model's "
+                             f"data_dim), got {args.dataset} with {x.shape[1]}")
     ll = model.log_likelihood(x, k=args.k, c=c, rng=rng)
     elbo = model.elbo(x, c, rng=rng)
     print(f"{x.shape[0]} examples")
@@ -191,24 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_flags(p, latent, hidden, activation):
-        p.add_argument("--latent", type=int, default=latent, help="latent size K")
+        p.add_argument("--latent", type=POSITIVE, default=latent, help="latent size K")
         p.add_argument("--hidden", type=_hidden, default=hidden, help="hidden widths, e.g. 128,64 ('none': linear)")
         p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=activation)
-        p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S of z per example")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--samples", type=POSITIVE, default=1, help="Monte Carlo samples S of z per example")
+        p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
     t = sub.add_parser("train", help="train a VAE, save a checkpoint and a picture, print the test log-likelihood")
     t.add_argument("--dataset", choices=DATASETS, default="digits")
     t.add_argument("--data-dir", default=None, help="where MNIST's IDX files are kept (downloaded on first use)")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--epochs", type=POSITIVE, default=100)
+    t.add_argument("--batch-size", type=POSITIVE, default=64)
+    t.add_argument("--lr", type=_number(0.0, strict=True), default=2e-3)
     t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    t.add_argument("--warmup", type=float, default=0.0, help="KL warm-up epochs")
+    t.add_argument("--warmup", type=_number(0.0), default=0.0, help="KL warm-up epochs")
     t.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                    help="default: bernoulli for images, gaussian_shared for the ring")
     t.add_argument("--conditional", action="store_true", help="train a conditional VAE on one-hot labels")
-    t.add_argument("--k", type=int, default=1000, help="importance samples for the test log-likelihood")
+    t.add_argument("--k", type=POSITIVE, default=1000, help="importance samples for the test log-likelihood")
     t.add_argument("--out", default="runs/minivae", help="output directory")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     model_flags(t, 8, (128,), "relu")
@@ -216,11 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate new examples from a checkpoint")
     s.add_argument("--checkpoint", required=True)
-    s.add_argument("--n", type=int, default=50)
-    s.add_argument("--label", type=int, default=None, help="class to generate (conditional models)")
+    s.add_argument("--n", type=POSITIVE, default=50)
+    s.add_argument("--label", type=NON_NEGATIVE, default=None, help="class to generate (conditional models)")
     s.add_argument("--draw", action="store_true", help="draw x ~ p(x|z) instead of its mean")
     s.add_argument("--out", default="samples.png", help=".png picture or .npy array")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=NON_NEGATIVE, default=0)
     s.set_defaults(func=cmd_sample)
 
     c = sub.add_parser("score", help="importance-weighted log-likelihood of data under a checkpoint")
@@ -228,19 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", choices=DATASETS, default="digits")
     c.add_argument("--data-dir", default=None)
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
-    c.add_argument("--data-seed", type=int, default=0, help="the --seed the model was trained with (same split)")
+    c.add_argument("--data-seed", type=NON_NEGATIVE, default=0,
+                   help="the --seed the model was trained with (same split)")
     c.add_argument("--input", default=None, help="score the rows of this .npy file instead of a data set")
-    c.add_argument("--k", type=int, default=1000)
+    c.add_argument("--k", type=POSITIVE, default=1000)
     c.add_argument("--per-example", action="store_true", help="also print each example's log-likelihood")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=NON_NEGATIVE, default=0)
     c.set_defaults(func=cmd_score)
 
     g = sub.add_parser("gradcheck", help="compare every hand-written gradient with central differences")
     g.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
-    g.add_argument("--data-dim", type=int, default=6)
-    g.add_argument("--batch", type=int, default=4)
-    g.add_argument("--condition-dim", type=int, default=0, help="> 0 checks a conditional VAE")
-    g.add_argument("--beta", type=float, default=1.0)
+    g.add_argument("--data-dim", type=POSITIVE, default=6)
+    g.add_argument("--batch", type=POSITIVE, default=4)
+    g.add_argument("--condition-dim", type=NON_NEGATIVE, default=0, help="> 0 checks a conditional VAE")
+    g.add_argument("--beta", type=_number(0.0), default=1.0)
     model_flags(g, 3, (5, 4), "tanh")
     g.set_defaults(func=cmd_gradcheck)
     return parser
@@ -251,7 +349,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError, NonFiniteError) as exc:  # OSError: files, downloads
         print(f"minivae {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validate import check_choice, check_float, check_int
+from .validate import check_bool, check_choice, check_float, check_int
 
 # ----------------------------------------------------------------- checks
 
@@ -154,6 +154,8 @@ def train_val_test_split(x: np.ndarray, labels: np.ndarray | None = None, *, val
     x = _check_float_array("x", x)
     if x.ndim != 2:
         raise ValueError(f"x: expected a 2-D array of shape (N, D), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x: expected at least one row, got an empty array of shape {x.shape}")
     if labels is not None:
         if not isinstance(labels, np.ndarray):
             raise TypeError(f"labels: expected a numpy array or None, got {type(labels).__name__}")
@@ -208,7 +210,8 @@ def read_idx(path) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: corrupt gzip data ({error})") from None
+            raise ValueError(f"{path}: expected gzip data (it starts with 1f 8b), "
+                             f"got corrupt gzip data ({error})") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00":
         raise ValueError(f"{path}: not an IDX file, expected magic bytes 00 00, got {raw[:2].hex(' ') or 'nothing'}")
     if raw[2] not in IDX_DTYPES:
@@ -224,8 +227,8 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path}: truncated data, expected {expected} bytes for shape {shape}, "
                          f"got {len(raw) - header}")
     if len(raw) - header > expected:
-        raise ValueError(f"{path}: {len(raw) - header - expected} trailing bytes after the {expected} "
-                         f"bytes of data for shape {shape}")
+        raise ValueError(f"{path}: expected {expected} bytes of data for shape {shape}, "
+                         f"got {len(raw) - header - expected} trailing bytes after them")
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
     if dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"{path}: expected finite values, got NaN or infinity")
@@ -275,9 +278,9 @@ def download_file(name: str, directory, *, mirrors=MNIST_MIRRORS, checksums=MNIS
     A digest mismatch raises ValueError; no mirror answering raises OSError.
     """
     directory = _check_path("directory", directory)
+    mirrors, checksums, fetch = _check_sources(mirrors, checksums, fetch)
     if name not in checksums:
         raise ValueError(f"name: expected a file with a known checksum {sorted(checksums)}, got {name!r}")
-    fetch = _urlopen_fetch if fetch is None else fetch
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
     os.close(fd)
@@ -300,6 +303,19 @@ def download_file(name: str, directory, *, mirrors=MNIST_MIRRORS, checksums=MNIS
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _check_sources(mirrors, checksums, fetch):
+    """The download arguments: URL prefixes (a list, not one string), a name -> digest dict, a callable or None."""
+    if isinstance(mirrors, (str, bytes)) or not isinstance(mirrors, (list, tuple)) or not all(
+            isinstance(url, str) for url in mirrors):
+        raise TypeError(f"mirrors: expected a list or tuple of URL strings, got {type(mirrors).__name__} {mirrors!r}")
+    if not isinstance(checksums, dict):
+        raise TypeError(f"checksums: expected a dict of file name -> SHA-256 hex digest, "
+                        f"got {type(checksums).__name__}")
+    if fetch is not None and not callable(fetch):
+        raise TypeError(f"fetch: expected a callable fetch(url, dest) or None, got {type(fetch).__name__}")
+    return tuple(mirrors), checksums, _urlopen_fetch if fetch is None else fetch
 
 
 def mnist_dir(cache_dir=None) -> Path:
@@ -328,8 +344,8 @@ def load_mnist(cache_dir=None, split: str = "train", download: bool = True, *, m
     labels : int64 array, shape (N,), the digits 0..9.
     """
     split = check_choice("split", split, tuple(MNIST_FILES))
-    if not isinstance(download, bool):
-        raise TypeError(f"download: expected a bool, got {type(download).__name__} {download!r}")
+    download = check_bool("download", download)
+    _check_sources(mirrors, checksums, fetch)
     directory = mnist_dir(cache_dir)
     paths = []
     for name in MNIST_FILES[split]:

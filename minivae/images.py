@@ -51,11 +51,14 @@ def write_png(path, image: np.ndarray) -> Path:
 
     0 is black, 1 (or 255) white. The file is written next to ``path`` under a
     temporary name and renamed into place, so ``path`` is never half-written.
-    Returns ``path`` as a Path.
+    The directory must exist (FileNotFoundError otherwise). Returns ``path`` as a Path.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path: expected a file in an existing directory, got {str(path)!r} "
+                                f"(no directory {str(path.parent)!r}; none is created)")
     pixels = _to_uint8(image)
     height, width = pixels.shape
     rows = np.hstack([np.zeros((height, 1), np.uint8), pixels])  # filter byte 0 before every row

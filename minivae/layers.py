@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from .backend import get_array_module
+from .validate import check_choice
 
 # --------------------------------------------------------------------------- affine
 
@@ -158,6 +159,4 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def get_activation(name: str) -> Activation:
     """The activation pair called ``name``; a clear error for an unknown name."""
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[check_choice("activation", name, sorted(ACTIVATIONS))]

@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 from .backend import get_array_module
 from .layers import sigmoid, softplus
-from .reparam import clamp_log_var_backward, clamp_log_var_forward, join_head, split_head
+from .reparam import LOG_VAR_LIMIT, clamp_log_var_backward, clamp_log_var_forward, join_head, split_head
+from .validate import check_choice, check_float
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -78,12 +79,18 @@ def gaussian_nll_forward(mean, log_var, x):
     per example). With a constant variance this is least squares plus a
     constant. ``log_var`` is clipped to :math:`[-L, L]` first (eq. ``logvar-clamp``).
     Shapes: mean (..., N, D), x (N, D) -> (..., N).
+
+    Range: the squared error is formed as ``diff * (diff / sigma^2)``, never
+    ``diff * diff`` first, so it overflows only when the term itself does
+    (:math:`(x-m)^2/\sigma^2` beyond ~3e38 in float32): a large error under
+    a large variance, :math:`|x - m| > 1.8\times10^{19}` with
+    :math:`\sigma^2 \ge 1`, stays finite. The backward forms the same product.
     """
     xp = get_array_module(mean)
     log_var, inside = clamp_log_var_forward(xp.asarray(log_var, dtype=mean.dtype))
     diff = mean - x
     inv_var = xp.exp(-log_var)
-    per_dim = 0.5 * (LOG_2PI + log_var + diff * diff * inv_var)
+    per_dim = 0.5 * (LOG_2PI + log_var + diff * (diff * inv_var))  # (x - m)^2 / sigma^2, see "Range"
     nll = per_dim.sum(axis=-1)
     return nll, GaussianCache(diff, inv_var, inside, log_var.shape)
 
@@ -216,11 +223,10 @@ LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_shared", "gaussian_per_d
 
 def get_likelihood(name: str, fixed_variance: float = 1.0) -> Likelihood:
     """The likelihood called ``name`` (one of :data:`LIKELIHOODS`)."""
-    if not isinstance(name, str) or name not in LIKELIHOODS:
-        raise ValueError(f"likelihood: expected one of {list(LIKELIHOODS)}, got {name!r}")
-    if isinstance(fixed_variance, bool) or not isinstance(fixed_variance, (int, float)) or not (
-            math.isfinite(fixed_variance) and fixed_variance > 0):
-        raise ValueError(f"fixed_variance: expected a finite number > 0, got {fixed_variance!r}")
+    check_choice("likelihood", name, LIKELIHOODS)
+    # The variance must lie inside the log-variance clamp (eq. logvar-clamp), or it would be silently changed.
+    fixed_variance = check_float("fixed_variance", fixed_variance, minimum=math.exp(-LOG_VAR_LIMIT),
+                                 maximum=math.exp(LOG_VAR_LIMIT))
     if name == "bernoulli":
         return Bernoulli()
-    return Gaussian(name[len("gaussian_"):], float(fixed_variance))
+    return Gaussian(name[len("gaussian_"):], fixed_variance)

@@ -7,7 +7,7 @@ Training minimises the negative evidence lower bound, averaged over a batch
 of :math:`N` examples, with :math:`S` reparameterized samples each (eq. ``neg-elbo``):
 
 .. math::  \mathcal L = \frac1N \sum_n \Big[\beta\,\mathrm{KL}(q(z|x_n)\,\|\,p(z))
-           + \frac1S \sum_s -\log p(x_n | z_{ns})\Big],\qquad z_{ns} = \mu_n + \sigma_n \odot \varepsilon_{ns}
+           + \frac1S \sum_s -\log p(x_n | z_{sn})\Big],\qquad z_{sn} = \mu_n + \sigma_n \odot \varepsilon_{sn}
 
 (:math:`\beta = 1` is the ELBO of the lecture; :math:`\beta < 1` is KL warm-up.)
 The conditional VAE feeds a condition vector :math:`c` (say a one-hot label)
@@ -20,6 +20,7 @@ same names in reverse. Derivation of the whole chain: ``docs/derivations/elbo.md
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,11 +32,12 @@ from .layers import ACTIVATIONS, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
 from .mlp import mlp_backward, mlp_forward
 from .params import ParamBuffer
-from .reparam import (clamp_log_var_backward, clamp_log_var_forward, draw_noise, join_head, reparameterize_backward,
-                      reparameterize_forward, split_head)
-from .validate import check_choice, check_float, check_int, check_matrix, check_rows
+from .reparam import (LOG_VAR_LIMIT, clamp_log_var_backward, clamp_log_var_forward, draw_noise, join_head,
+                      reparameterize_backward, reparameterize_forward, split_head)
+from .validate import (FLOAT_DTYPES, check_array, check_bool, check_choice, check_float, check_generator, check_int,
+                       check_matrix, check_rows)
 
-DTYPES = ("float32", "float64")
+DTYPES = FLOAT_DTYPES
 
 
 @dataclass(frozen=True)
@@ -58,23 +60,24 @@ class VAEConfig:
     condition_dim: int = 0
 
     def __post_init__(self):
-        check_int("data_dim", self.data_dim, 1)
-        check_int("latent_dim", self.latent_dim, 1)
+        # Each field is checked and stored as a plain Python value (an np.int64 would not survive JSON).
+        set_field = object.__setattr__  # the dataclass is frozen
+        set_field(self, "data_dim", check_int("data_dim", self.data_dim, 1))
+        set_field(self, "latent_dim", check_int("latent_dim", self.latent_dim, 1))
         for field in ("hidden", "decoder_hidden"):
             widths = getattr(self, field)
             if widths is None and field == "decoder_hidden":
                 continue
             if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
                 raise TypeError(f"{field}: expected a sequence of positive integers, got {widths!r}")
-            widths = tuple(widths)
-            for w in widths:
-                check_int(f"{field}", w, 1)
-            object.__setattr__(self, field, tuple(int(w) for w in widths))
+            set_field(self, field, tuple(check_int(field, w, 1) for w in widths))
         check_choice("activation", self.activation, sorted(ACTIVATIONS))
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        check_float("fixed_variance", self.fixed_variance, minimum=0.0, strict_minimum=True)
-        check_int("n_samples", self.n_samples, 1)
-        check_int("condition_dim", self.condition_dim, 0)
+        set_field(self, "fixed_variance",  # inside the log-variance clamp (eq. logvar-clamp), or it would be changed
+                  check_float("fixed_variance", self.fixed_variance, minimum=math.exp(-LOG_VAR_LIMIT),
+                              maximum=math.exp(LOG_VAR_LIMIT)))
+        set_field(self, "n_samples", check_int("n_samples", self.n_samples, 1))
+        set_field(self, "condition_dim", check_int("condition_dim", self.condition_dim, 0))
 
     @property
     def decoder_widths(self) -> tuple:
@@ -153,7 +156,11 @@ class VAE:
                                fixed_variance=fixed_variance, n_samples=n_samples, condition_dim=condition_dim)
         elif not isinstance(config, VAEConfig):
             raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
-        dtype = str(np.dtype(dtype)) if isinstance(dtype, (str, type, np.dtype)) else dtype
+        if isinstance(dtype, (str, type, np.dtype)):  # "float32", np.float32, np.dtype("f4") ... all name one dtype
+            try:
+                dtype = np.dtype(dtype).name
+            except TypeError:
+                pass  # not a dtype at all ("floaty"): check_choice reports it as received
         check_choice("dtype", dtype, DTYPES)
         check_int("seed", seed, 0)
         self.config = config
@@ -206,20 +213,34 @@ class VAE:
     def conditional(self) -> bool:
         return self.config.condition_dim > 0
 
+    # Every public method checks its arguments here, once, and then calls the
+    # unchecked maths (the methods whose names start with an underscore).
+
     def _check_x(self, x, name="x"):
+        """Data (N, D): float32/float64, finite, in [0, 1] for a Bernoulli decoder; returned in the model's dtype."""
         unit = self.config.likelihood == "bernoulli"
         return check_matrix(name, x, self.config.data_dim, self.dtype, unit_interval=unit)
 
-    def _check_c(self, c, n_rows: int, rows_of: str):
+    def _check_c(self, c, n_rows: int, rows_of: str, name: str | None = None):
+        """The condition (n_rows, C) for a CVAE, ``None`` for a VAE.
+
+        ``name`` defaults to the condition of ``rows_of``: ``c`` for x or z, ``c_val`` for x_val.
+        """
+        name = name or {"x_val": "c_val"}.get(rows_of, "c")
         if not self.conditional:
             if c is not None:
-                raise ValueError("c: expected None for an unconditional VAE (condition_dim=0), got an array")
+                raise ValueError(f"{name}: expected None for an unconditional VAE (condition_dim=0), "
+                                 f"got {type(c).__name__}")
             return None
         if c is None:
-            raise ValueError(f"c: expected a condition array of shape (N, {self.config.condition_dim}) "
+            raise ValueError(f"{name}: expected a condition array of shape (N, {self.config.condition_dim}) "
                              "for a conditional VAE, got None")
-        c = check_matrix("c", c, self.config.condition_dim, self.dtype)
-        return check_rows("c", c, n_rows, rows_of)
+        c = check_matrix(name, c, self.config.condition_dim, self.dtype)
+        return check_rows(name, c, n_rows, rows_of)
+
+    def _check_rng(self, rng):
+        """The generator to draw from: ``rng``, or the model's own when ``rng`` is None."""
+        return self.rng if rng is None else check_generator("rng", rng)
 
     @staticmethod
     def _with_condition(h, c):
@@ -236,17 +257,19 @@ class VAE:
 
         ``x`` (N, D) float; ``c`` (N, C) for a CVAE; ``noise`` (S, N, K) is
         :math:`\\varepsilon`, drawn from ``rng`` (default: the model's own
-        generator) when not given. Returns ``(Loss, ForwardCache)``.
+        generator) when not given. Float arrays are cast to the model's dtype.
+        Returns ``(Loss, ForwardCache)``.
         """
         x = self._check_x(x)
         N, K, S = x.shape[0], self.config.latent_dim, self.config.n_samples
         c = self._check_c(c, N, "x")
         beta = check_float("beta", beta, minimum=0.0)
+        rng = self._check_rng(rng)
         xp = get_array_module(x)
         if noise is None:
-            noise = draw_noise(self.rng if rng is None else rng, S, N, K, self.dtype)
-        elif noise.ndim != 3 or noise.shape[1:] != (N, K):
-            raise ValueError(f"noise: expected shape (S, {N}, {K}), got {tuple(noise.shape)}")
+            noise = draw_noise(rng, S, N, K, self.dtype)
+        else:
+            noise = check_array("noise", noise, ("S", N, K), self.dtype)
         S = noise.shape[0]
 
         enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
@@ -320,7 +343,9 @@ class VAE:
     def encode(self, x, c=None):
         """The mean and log-variance of q(z|x): two (N, K) arrays."""
         x = self._check_x(x)
-        c = self._check_c(c, x.shape[0], "x")
+        return self._encode(x, self._check_c(c, x.shape[0], "x"))
+
+    def _encode(self, x, c):
         out, _ = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
         mu, raw_log_var = split_head(out)
         log_var, _ = clamp_log_var_forward(raw_log_var)
@@ -329,7 +354,9 @@ class VAE:
     def decoder_output(self, z, c=None):
         """The decoder's raw output for latent codes z (N, K): logits, or means (and log-variances)."""
         z = check_matrix("z", z, self.config.latent_dim, self.dtype)
-        c = self._check_c(c, z.shape[0], "z")
+        return self._decoder_output(z, self._check_c(c, z.shape[0], "z"))
+
+    def _decoder_output(self, z, c):
         out, _ = mlp_forward(self._with_condition(z, c), self._weights("decoder"), self.activation)
         return out
 
@@ -339,8 +366,10 @@ class VAE:
 
     def reconstruct(self, x, c=None):
         """Encode to the mean of q(z|x), then decode: E[x | z = mu(x)]."""
-        mu, _ = self.encode(x, c)
-        return self.decode(mu, c)
+        x = self._check_x(x)
+        c = self._check_c(c, x.shape[0], "x")
+        mu, _ = self._encode(x, c)
+        return self.likelihood.mean(self._decoder_output(mu, c), self._likelihood_params())
 
     def sample(self, n: int, c=None, *, rng=None, mean: bool = True):
         """Generate ``n`` new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw, ``mean=False``).
@@ -348,9 +377,11 @@ class VAE:
         For a CVAE, ``c`` (n, C) says what to generate (e.g. one-hot labels).
         """
         n = check_int("n", n, 1)
-        rng = self.rng if rng is None else rng
+        c = self._check_c(c, n, "the n samples")
+        rng = self._check_rng(rng)
+        mean = check_bool("mean", mean)
         z = rng.standard_normal((n, self.config.latent_dim), dtype=self.dtype)
-        out = self.decoder_output(z, c)
+        out = self._decoder_output(z, c)
         if mean:
             return self.likelihood.mean(out, self._likelihood_params())
         return self.likelihood.sample(out, self._likelihood_params(), rng)
@@ -366,16 +397,21 @@ class VAE:
         x = self._check_x(x)
         c = self._check_c(c, x.shape[0], "x")
         S = self.config.n_samples if n_samples is None else check_int("n_samples", n_samples, 1)
-        rng = self.rng if rng is None else rng
-        mu, log_var = self.encode(x, c)
+        rng = self._check_rng(rng)
+        mu, log_var = self._encode(x, c)
         noise = draw_noise(rng, S, x.shape[0], self.config.latent_dim, self.dtype)
         z, _ = reparameterize_forward(mu, log_var, noise)
         kl, _ = kl_forward(mu, log_var)
-        log_px = self.log_px_given_z(x, z, c)  # (S, N)
+        log_px = self._log_px_given_z(x, z, c)  # (S, N)
         return log_px.mean(axis=0) - kl
 
     def log_px_given_z(self, x, z, c=None):
-        """log p(x|z) for z of shape (S, N, K): returns (S, N)."""
+        """log p(x|z) for x (N, D) and z of shape (S, N, K): returns (S, N)."""
+        x = self._check_x(x)
+        z = check_array("z", z, ("S", x.shape[0], self.config.latent_dim), self.dtype)
+        return self._log_px_given_z(x, z, self._check_c(c, x.shape[0], "x"))
+
+    def _log_px_given_z(self, x, z, c):
         xp = get_array_module(z)
         S, N, K = z.shape
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
@@ -408,6 +444,8 @@ class CVAE(VAE):
             check_int("condition_dim", condition_dim, 1)
             super().__init__(data_dim, latent_dim, hidden, condition_dim=condition_dim, **kwargs)
         else:
+            if not isinstance(config, VAEConfig):
+                raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
             if config.condition_dim < 1:
                 raise ValueError(f"config.condition_dim: expected >= 1 for a CVAE, got {config.condition_dim}")
             super().__init__(**kwargs)
@@ -415,5 +453,7 @@ class CVAE(VAE):
 
 def build_model(config: VAEConfig, dtype="float32", seed: int = 0) -> VAE:
     """A :class:`VAE` or :class:`CVAE` (when ``config.condition_dim > 0``) from a config."""
+    if not isinstance(config, VAEConfig):
+        raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
     cls = CVAE if config.condition_dim > 0 else VAE
     return cls(config=config, dtype=dtype, seed=seed)

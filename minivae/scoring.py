@@ -56,16 +56,17 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     batch_size = check_int("batch_size", batch_size, 1)
     x = model._check_x(x)
     c = model._check_c(c, x.shape[0], "x")
-    rng = model.rng if rng is None else rng
+    rng = model._check_rng(rng)
     xp = get_array_module(x)
     N, K = x.shape[0], model.config.latent_dim
-    width = max(model.config.data_dim, K, *model.config.hidden, *model.config.decoder_widths, 1)
+    width = max(model.likelihood.n_outputs(model.config.data_dim), K, *model.config.hidden,
+                *model.config.decoder_widths)
     result = xp.empty(N, dtype=model.dtype)
     for start in range(0, N, batch_size):
         xb = x[start:start + batch_size]
         cb = None if c is None else c[start:start + batch_size]
         n = xb.shape[0]
-        mu, log_var = model.encode(xb, cb)
+        mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
         chunk = max(1, min(k, CHUNK_ELEMENTS // (n * width)))
         running_max = xp.full(n, -xp.inf, dtype=model.dtype)
         running_sum = xp.zeros(n, dtype=model.dtype)  # sum_i exp(log_w_i - running_max)
@@ -73,7 +74,7 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
             s = min(chunk, k - done)
             noise = rng.standard_normal((s, n, K), dtype=model.dtype)
             z, _ = reparameterize_forward(mu, log_var, noise)  # z_i ~ q(z|x), (s, n, K)
-            log_w = (model.log_px_given_z(xb, z, cb)  # log p(x|z_i)
+            log_w = (model._log_px_given_z(xb, z, cb)  # log p(x|z_i)
                      + log_normal(z, 0.0, xp.zeros_like(z))  # + log p(z_i)
                      - log_normal(z, mu, log_var))  # - log q(z_i|x)
             new_max = xp.maximum(running_max, log_w.max(axis=0))

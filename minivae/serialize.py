@@ -11,12 +11,12 @@ atomically (see :mod:`minivae.checkpoint`).
 
 from __future__ import annotations
 
-import numpy as np
 
 from .backend import to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .model import VAEConfig, build_model
+from .model import VAE, VAEConfig, build_model
 from .train import History, Trainer
+from .validate import check_int
 
 
 def _model_part(model) -> tuple[dict, dict]:
@@ -28,11 +28,15 @@ def _model_part(model) -> tuple[dict, dict]:
 
 def save_model(path, model) -> None:
     """Save a model's parameters, configuration and generator state to ``path`` (atomically)."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
     arrays, meta = _model_part(model)
     save_checkpoint(path, arrays, {"kind": "model", "model": meta})
 
 
-def _restore_model(path, arrays: dict, meta: dict):
+def _restore_model(path, arrays: dict, meta):
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
     try:
         config = VAEConfig(**meta["config"])
         model = build_model(config, dtype=meta["dtype"])
@@ -56,13 +60,13 @@ def _restore_model(path, arrays: dict, meta: dict):
 def load_model(path):
     """Load a model saved by :func:`save_model` or :func:`save_trainer`."""
     arrays, meta = load_checkpoint(path)
-    if "model" not in meta:
-        raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
-    return _restore_model(path, arrays, meta["model"])
+    return _restore_model(path, arrays, meta.get("model"))
 
 
 def save_trainer(path, trainer: Trainer) -> None:
     """Save the model and the whole training state, so training resumes exactly."""
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"trainer: expected a Trainer, got {type(trainer).__name__}")
     arrays, model_meta = _model_part(trainer.model)
     opt = trainer.optimizer
     for key, value in opt.state().items():
@@ -84,14 +88,19 @@ def load_trainer(path) -> Trainer:
     if meta.get("kind") != "training":
         raise CheckpointError(f"cannot load checkpoint '{path}': expected a training checkpoint, "
                               f"got kind {meta.get('kind')!r}")
-    model = _restore_model(path, arrays, meta["model"])
+    model = _restore_model(path, arrays, meta.get("model"))
     try:
         opt, state = meta["optimizer"], meta["trainer"]
         trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
                           seed=state["seed"], **opt["hyperparameters"])
-        trainer.optimizer.load_state({key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()},
-                                     opt["t"])
-        trainer.epoch, trainer.step_count = int(state["epoch"]), int(state["step_count"])
+        moments = {key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()}
+        for key, value in moments.items():  # a wrong shape could broadcast silently into the buffer
+            if value.shape != model.params.data.shape or value.dtype != model.dtype:
+                raise ValueError(f"optimizer.{key}: expected shape {model.params.data.shape} {model.dtype}, "
+                                 f"got {value.shape} {value.dtype}")
+        trainer.optimizer.load_state(moments, check_int("optimizer.t", opt["t"], 0))
+        trainer.epoch = check_int("trainer.epoch", state["epoch"], 0)
+        trainer.step_count = check_int("trainer.step_count", state["step_count"], 0)
         trainer.rng.bit_generator.state = state["rng"]
         trainer.history = History(**state["history"])
     except (KeyError, TypeError, ValueError) as exc:

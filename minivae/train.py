@@ -10,12 +10,14 @@ keeps the decoder from being ignored early on (posterior collapse).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backend import get_array_module
 from .fast import FastStep
+from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .validate import check_float, check_int
 
@@ -55,6 +57,8 @@ class Trainer:
 
     def __init__(self, model, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 128,
                  warmup_epochs: float = 0.0, seed: int = 0, **optimizer_options):
+        if not isinstance(model, VAE):
+            raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
         self.model = model
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.warmup_epochs = check_float("warmup_epochs", warmup_epochs, minimum=0.0)
@@ -126,7 +130,12 @@ class Trainer:
         c = model._check_c(c, x.shape[0], "x")
         if x_val is not None:
             x_val = model._check_x(x_val, "x_val")
-            c_val = model._check_c(c_val, x_val.shape[0], "x_val") if model.conditional else c_val
+            c_val = model._check_c(c_val, x_val.shape[0], "x_val")
+        elif c_val is not None:
+            raise ValueError("c_val: expected None when x_val is None (there is nothing to condition), got an array")
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint: expected a file path (str or os.PathLike) or None, "
+                            f"got {type(checkpoint).__name__} {checkpoint!r}")
         n = x.shape[0]
         if self.batch_size > n:
             raise ValueError(f"batch_size: expected at most the number of training examples ({n}), "
@@ -168,6 +177,9 @@ class Trainer:
 
     def evaluate(self, x, c=None, batch_size: int = 1024) -> float:
         """Mean negative ELBO (beta = 1) over ``x``; its noise comes from a fixed seed, so it is comparable across epochs."""
+        batch_size = check_int("batch_size", batch_size, 1)
+        x = self.model._check_x(x)
+        c = self.model._check_c(c, x.shape[0], "x")
         rng = np.random.default_rng(self.seed + 1)
         total, n = 0.0, x.shape[0]
         for start in range(0, n, batch_size):

@@ -2,8 +2,10 @@
 
 Each check raises ``TypeError`` (wrong kind of thing) or ``ValueError`` (right
 kind, wrong value) with a message of one form: ``"<argument>: expected <what>,
-got <what was received>"``. Nothing is silently coerced except a float array
-cast to the model's float dtype, which every method documents.
+got <what was received>"``. Nothing is silently coerced except a float32 or
+float64 array cast to the model's float dtype, which every method documents.
+The checks run once, at the public entry points; the forward and backward
+operations themselves trust their inputs.
 """
 
 from __future__ import annotations
@@ -46,31 +48,80 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
-def check_matrix(name: str, x, n_cols: int, dtype, *, allow_empty: bool = False, unit_interval: bool = False):
-    """A finite float 2-D array of ``n_cols`` columns, returned in ``dtype``.
+def check_bool(name: str, value) -> bool:
+    """``True`` or ``False`` (a string such as ``"no"`` would otherwise count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool (True or False), got {type(value).__name__} {value!r}")
+    return bool(value)
 
-    Integer, boolean and object arrays are refused (``TypeError``): a uint8
-    image passed by mistake would otherwise be read as values up to 255.
+
+def check_generator(name: str, value):
+    """A random generator such as ``numpy.random.default_rng(seed)`` (or CuPy's), not a seed or ``RandomState``."""
+    if not (hasattr(value, "bit_generator") and callable(getattr(value, "standard_normal", None))):
+        raise TypeError(f"{name}: expected a random generator such as numpy.random.default_rng(seed), "
+                        f"got {type(value).__name__} {value!r}")
+    return value
+
+
+#: The float dtypes the models compute in; an array in any other dtype is refused, not cast.
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def _check_float_dtype(name: str, x, expected: str):
+    """An array (anything with ``dtype`` and ``shape``) of dtype float32 or float64.
+
+    Integer, boolean and object arrays are refused: a uint8 image passed by
+    mistake would otherwise be read as values up to 255. So are float16
+    (a sign that precision was already lost), longdouble and complex.
+    """
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise TypeError(f"{name}: expected {expected}, got {type(x).__name__}")
+    if x.dtype.name not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+
+
+def _cast_finite(name: str, x, dtype):
+    """``x`` in ``dtype``, refusing NaN and infinity."""
+    xp = get_array_module(x)
+    x = xp.asarray(x, dtype=dtype)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+    return x
+
+
+def check_matrix(name: str, x, n_cols: int, dtype, *, allow_empty: bool = False, unit_interval: bool = False):
+    """A finite float32/float64 2-D array of ``n_cols`` columns, returned in ``dtype``.
+
     ``unit_interval`` additionally requires every value in [0, 1] (Bernoulli targets).
     """
-    xp = get_array_module(x)
-    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-        raise TypeError(f"{name}: expected a 2-D float array, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a float array, got dtype {x.dtype}")
+    _check_float_dtype(name, x, "a 2-D float array")
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array of shape (N, {n_cols}), got {x.ndim}-D shape {tuple(x.shape)}")
     if x.shape[1] != n_cols:
         raise ValueError(f"{name}: expected {n_cols} columns (features), got shape {tuple(x.shape)}")
     if x.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name}: expected at least one row, got an empty batch of shape {tuple(x.shape)}")
-    x = xp.asarray(x, dtype=dtype)
-    if not bool(xp.isfinite(x).all()):
-        raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+    x = _cast_finite(name, x, dtype)
     if unit_interval and x.size and not bool(((x >= 0) & (x <= 1)).all()):
         raise ValueError(f"{name}: expected values in [0, 1] for the Bernoulli likelihood, "
                          f"got values in [{float(x.min())}, {float(x.max())}]")
     return x
+
+
+def check_array(name: str, x, shape: tuple, dtype):
+    """A finite float32/float64 array of ``shape``, returned in ``dtype``.
+
+    An entry of ``shape`` that is a string (a shape letter such as ``"S"``)
+    matches any size >= 1: ``check_array("noise", noise, ("S", N, K), dtype)``.
+    """
+    def fits(size, wanted):  # a letter stands for any size >= 1
+        return size >= 1 if isinstance(wanted, str) else size == wanted
+
+    described = "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+    _check_float_dtype(name, x, f"a float array of shape {described}")
+    if x.ndim != len(shape) or not all(map(fits, x.shape, shape)):
+        raise ValueError(f"{name}: expected shape {described}, got shape {tuple(x.shape)}")
+    return _cast_finite(name, x, dtype)
 
 
 def check_rows(name: str, x, n_rows: int, other: str):
