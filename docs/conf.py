@@ -5,6 +5,7 @@ Build (warnings are errors):  python -m sphinx -W --keep-going -b html docs docs
 
 import os
 import re
+import shutil
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))  # import minivae from this checkout for autodoc
@@ -23,7 +24,18 @@ extensions = [
 # ----------------------------------------------------------------- MyST and notebooks
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"  # notebooks are not executed while building (nor yet included)
+# The notebooks live in ../notebooks, committed without outputs. The build copies them here (docs/notebooks is
+# ignored by git) and executes them in quick mode, so the pages show every table and plot.
+_NOTEBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "notebooks")
+_COPIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notebooks")
+os.makedirs(_COPIES, exist_ok=True)
+for _name in sorted(os.listdir(_NOTEBOOKS)):
+    if _name.endswith(".ipynb"):
+        shutil.copyfile(os.path.join(_NOTEBOOKS, _name), os.path.join(_COPIES, _name))
+os.environ.setdefault("MINIVAE_QUICK", "1")
+nb_execution_mode = "force"
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True  # a notebook that fails fails the build
 
 # ----------------------------------------------------------------- equations
 numfig = True  # number equations per page prefixed by the page's number: (5.2)
