@@ -151,8 +151,8 @@ class FastStep:
 
         # ---- forward (model.forward, step by step)
         enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc)
-        mu, raw_log_var = split_head(enc_out)
-        log_var, inside = clamp_log_var_forward(raw_log_var)
+        mu, log_var_raw = split_head(enc_out)
+        log_var, inside = clamp_log_var_forward(log_var_raw)
         rng.standard_normal(out=ws.noise, dtype=model.dtype)  # the same draws as reparam.draw_noise
         z, rep_cache = reparameterize_forward(mu, log_var, ws.noise)
         ws.dec_in[:, :K] = z.reshape(S * N, K)

@@ -273,8 +273,8 @@ class VAE:
         S = noise.shape[0]
 
         enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
-        mu, raw_log_var = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
-        log_var, clamp_cache = clamp_log_var_forward(raw_log_var)
+        mu, log_var_raw = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
+        log_var, clamp_cache = clamp_log_var_forward(log_var_raw)
         z, rep_cache = reparameterize_forward(mu, log_var, noise)  # (S, N, K)
         kl, kl_cache = kl_forward(mu, log_var)  # (N,)
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
@@ -313,8 +313,8 @@ class VAE:
         dmu_from_kl, dlog_var_from_kl = kl_backward(dkl, cache.kl)
         dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
         dlog_var = dlog_var_from_z + dlog_var_from_kl  # and so does log_var
-        draw_log_var = clamp_log_var_backward(dlog_var, cache.clamp)
-        _, enc_grads = mlp_backward(join_head(dmu, draw_log_var), cache.enc, self.activation, need_dx=False)
+        dlog_var_raw = clamp_log_var_backward(dlog_var, cache.clamp)
+        _, enc_grads = mlp_backward(join_head(dmu, dlog_var_raw), cache.enc, self.activation, need_dx=False)
         self._store("encoder", enc_grads)
         return grads
 
@@ -347,8 +347,8 @@ class VAE:
 
     def _encode(self, x, c):
         out, _ = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
-        mu, raw_log_var = split_head(out)
-        log_var, _ = clamp_log_var_forward(raw_log_var)
+        mu, log_var_raw = split_head(out)
+        log_var, _ = clamp_log_var_forward(log_var_raw)
         return mu.copy(), log_var
 
     def decoder_output(self, z, c=None):
