@@ -84,7 +84,9 @@ def test_activation_forward_matches_independent_formula(name, seed, n, d):
 def test_activation_backward_matches_finite_differences(name, seed, n, d):
     act = get_activation(name)
     rng = np.random.default_rng(seed)
-    x = rng.normal(scale=2.0, size=(n, d))
+    # Inside [-3, 3]: deeper in tanh's tails its derivative (2e-5 at 6) falls to the size of the
+    # difference quotient's rounding error (~1e-10 |f|), and the check would measure rounding, not the backward.
+    x = np.clip(rng.normal(scale=2.0, size=(n, d)), -3.0, 3.0)
     if act.kink:
         x = off_kink(x)
     dout = rng.normal(size=(n, d))
