@@ -1,8 +1,9 @@
 r"""Minibatch training: shuffle, step, watch for non-finite values, keep a history.
 
-Each step draws a minibatch, computes the negative ELBO and its gradient by
-hand (:meth:`minivae.model.VAE.loss_and_grads`) and lets the optimizer update
-the flat parameter buffer. KL warm-up multiplies the KL by
+Each step gathers a minibatch into reused buffers, computes the gradient of
+the negative ELBO by hand (:mod:`minivae.fast`, the allocation-free twin of
+:meth:`minivae.model.VAE.loss_and_grads`, pinned equal to it by a test) and
+lets the optimizer update the flat parameter buffer. KL warm-up multiplies the KL by
 :math:`\beta_t = \min(1, t / T_{\text{warm-up}})` over the first steps, which
 keeps the decoder from being ignored early on (posterior collapse).
 """
