@@ -14,7 +14,7 @@ use the same number of threads (``--threads``, default 2).
 
 Contenders:
   minivae        Trainer's step: forward, loss every 10th step as in training, backward, Adam
-  torch-eager    PyTorch eager, torch.optim.Adam (default, foreach)
+  torch-eager    PyTorch eager, torch.optim.Adam with its default update (on the CPU: one tensor at a time)
   torch-fused    PyTorch eager, torch.optim.Adam(fused=True)
   torch-compile  torch.compile'd forward + loss, fused Adam (where it works)
   gemm-floor     the step's 11 matrix products alone (NumPy float32, preallocated outputs)
@@ -75,7 +75,7 @@ class TorchStep:
             return (nll + kl) / x.shape[0]
 
         self.loss_fn = torch.compile(loss_fn) if kind == "compile" else loss_fn
-        self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=kind in ("fused", "compile"))
+        self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if kind in ("fused", "compile") else None)  # None: torch's default
         self.x = torch.from_numpy(_data(batch))
         self.batch = batch
 

@@ -83,7 +83,10 @@ def to_numpy(array) -> np.ndarray:
 
 
 def to_device(array, device: str, dtype=None):
-    """``array`` on ``device`` (``"cpu"`` or ``"cuda"``), optionally cast."""
+    """``array`` on ``device`` (``"cpu"`` or ``"cuda"``), optionally cast.
+
+    No copy when it is already there in that dtype; a host-device transfer otherwise.
+    """
     xp = array_module(device)
     if xp is np:
         array = to_numpy(array)
@@ -91,6 +94,51 @@ def to_device(array, device: str, dtype=None):
 
 
 def default_rng(seed, device: str = "cpu"):
-    """A seeded random generator that draws on ``device``."""
+    """A seeded random generator that draws on ``device``.
+
+    ``seed`` is an int or a :class:`numpy.random.SeedSequence`. NumPy and
+    CuPy generators seeded alike give different streams: tests that compare
+    devices draw their noise on the host and pass it in.
+    """
     xp = array_module(device)
     return xp.random.default_rng(seed)
+
+
+def generator_device(rng) -> str | None:
+    """``"cpu"`` for a NumPy generator, ``"cuda"`` for a CuPy one, ``None`` for anything else."""
+    if isinstance(rng, np.random.Generator):
+        return "cpu"
+    if _cupy is not None and isinstance(rng, _cupy.random.Generator):
+        return "cuda"
+    return None
+
+
+def generator_state(rng):
+    """A JSON-able state that restores a NumPy generator exactly; ``None`` for CuPy's, whose state cannot be read."""
+    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+
+
+def take_rows(x, idx, out):
+    """``out[...] = x[idx]``: gather minibatch rows into a reused buffer.
+
+    NumPy's ``take(..., mode="clip")`` writes straight into ``out`` (its
+    default mode would gather into a temporary first); CuPy's ``take`` has no
+    mode and gathers in one kernel.
+    """
+    if isinstance(x, np.ndarray):
+        np.take(x, idx, axis=0, out=out, mode="clip")
+    else:  # pragma: no cover - needs a GPU
+        out[...] = x[idx]
+    return out
+
+
+def raw_module(source: str, options: tuple):
+    """``cupy.RawModule(code=source, options=options)``: CUDA C++ compiled at run time by NVRTC.
+
+    Used by :mod:`minivae.fused`, which thereby never imports CuPy itself. Raises ``RuntimeError`` saying why
+    when CuPy or a GPU is unavailable.
+    """
+    ok, why = cuda_status()
+    if not ok:
+        raise RuntimeError(f"kernels: the fused CUDA kernels need a GPU, but {why}")
+    return _cupy.RawModule(code=source, options=tuple(options))

@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
+from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
 from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
 from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS
 from .model import VAE, build_model, VAEConfig
+from .ops import KERNELS
 from .optim import OPTIMIZERS
 from .serialize import load_model
 from .train import NonFiniteError, Trainer
@@ -91,10 +93,18 @@ def _number(minimum: float, strict: bool = False):
 POSITIVE, NON_NEGATIVE = _integer(1), _integer(0)
 
 
-def _load_model(path: str):
-    """The model in the checkpoint ``--checkpoint``; every failure names the flag."""
+def _device(args) -> str:
+    """``--device`` resolved to ``cpu`` or ``cuda``; asking for a GPU that is not there names the flag."""
     try:
-        return load_model(path)
+        return resolve_device(args.device)
+    except RuntimeError as exc:
+        raise ValueError(f"--{exc}") from None  # "--device: 'cuda' was requested but ..."
+
+
+def _load_model(path: str, device: str):
+    """The model in the checkpoint ``--checkpoint``, on ``device``; every failure names the flag."""
+    try:
+        return load_model(path, device)
     except FileNotFoundError:
         raise FileNotFoundError(f"--checkpoint: expected an existing checkpoint file, got {path!r}") from None
     except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
@@ -139,15 +149,15 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
         c_sample = None
         if model.conditional:
             c_sample = datasets.one_hot(np.tile(np.arange(10), 3), 10)  # each class in its own column
-        samples = model.sample(30, c_sample, rng=rng)
+        samples = to_numpy(model.sample(30, c_sample, rng=rng))
         originals = x_test[:30]
-        recon = model.reconstruct(originals, None if c_test is None else c_test[:30])
+        recon = to_numpy(model.reconstruct(originals, None if c_test is None else c_test[:30]))
         pairs = np.concatenate([np.stack([originals[i:i + cols], recon[i:i + cols]]).reshape(-1, originals.shape[1])
                                 for i in range(0, 30, cols)])
         rows = np.concatenate([samples, np.ones((cols, samples.shape[1])), pairs])
         return image_grid(np.clip(rows, 0, 1), IMAGE_SHAPES[dataset], cols, scale=4 if dataset == "digits" else 1)
     # 2-D data: density images (2-D histograms) of the data and of the model's samples, side by side.
-    samples = model.sample(len(x_test) * 10, rng=rng, mean=False)
+    samples = to_numpy(model.sample(len(x_test) * 10, rng=rng, mean=False))
     edges = np.linspace(-2.0, 2.0, 97)
     images = []
     for points in (x_test, samples):
@@ -157,6 +167,10 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
 
 
 def cmd_train(args) -> int:
+    device = _device(args)
+    if args.kernels == "fused" and device != "cuda":
+        raise ValueError(f"--kernels: 'fused' runs CUDA kernels and needs --device cuda (or auto on a machine with a "
+                         f"GPU), got --device {args.device} ({device})")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -174,15 +188,15 @@ def cmd_train(args) -> int:
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
                        condition_dim=10 if args.conditional else 0)
-    model = build_model(config, seed=args.seed)
+    model = build_model(config, seed=args.seed, device=device)
     trainer = Trainer(model, args.optimizer, lr=args.lr, batch_size=args.batch_size,
-                      warmup_epochs=args.warmup, seed=args.seed)
+                      warmup_epochs=args.warmup, seed=args.seed, kernels=args.kernels)
     print(f"{model}\ntraining on {args.dataset}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
     trainer.fit(split.train, c_train, epochs=args.epochs, x_val=split.val, c_val=c_val,
                 progress=not args.no_progress, checkpoint=str(out / "model.npz"))
     (out / "history.json").write_text(json.dumps(trainer.history.to_dict(), indent=1))
-    rng = np.random.default_rng(args.seed)
+    rng = default_rng(args.seed, device)
     write_png(out / "samples.png", _picture(model, args.dataset, split.test, c_test, rng))
     test_elbo = float(model.elbo(split.test, c_test, rng=rng).mean())
     test_ll = float(model.log_likelihood(split.test, k=args.k, c=c_test, rng=rng).mean())
@@ -194,8 +208,8 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     out = _output_path(args.out, (".png", ".npy"))
-    model = _load_model(args.checkpoint)
-    rng = np.random.default_rng(args.seed)
+    model = _load_model(args.checkpoint, _device(args))
+    rng = default_rng(args.seed, model.device)
     c = None
     n_classes = model.config.condition_dim
     if model.conditional:
@@ -209,7 +223,7 @@ def cmd_sample(args) -> int:
         c = datasets.one_hot(labels, n_classes)
     elif args.label is not None:
         raise ValueError("--label: expected only for a conditional model, got a label for an unconditional one")
-    x = model.sample(args.n, c, rng=rng, mean=not args.draw)
+    x = to_numpy(model.sample(args.n, c, rng=rng, mean=not args.draw))
     if out.suffix == ".npy":
         np.save(out, x)
     else:
@@ -237,8 +251,8 @@ def _load_input(path: str, model) -> np.ndarray:
 
 
 def cmd_score(args) -> int:
-    model = _load_model(args.checkpoint)
-    rng = np.random.default_rng(args.seed)
+    model = _load_model(args.checkpoint, _device(args))
+    rng = default_rng(args.seed, model.device)
     if args.input is not None:
         if model.conditional:
             raise ValueError("--input: expected an unconditional model (a conditional one needs labels: score it "
@@ -257,15 +271,17 @@ def cmd_score(args) -> int:
     print(f"mean ELBO:                                  {float(elbo.mean()):.3f} nats")
     print(f"mean log-likelihood (importance-weighted, k={args.k}): {float(ll.mean()):.3f} nats")
     if args.per_example:
-        np.savetxt(sys.stdout, ll, fmt="%.4f")
+        np.savetxt(sys.stdout, to_numpy(ll), fmt="%.4f")
     return 0
 
 
 def cmd_gradcheck(args) -> int:
     rng = np.random.default_rng(args.seed)
     model = VAE(args.data_dim, args.latent, args.hidden, activation=args.activation, likelihood=args.likelihood,
-                n_samples=args.samples, condition_dim=args.condition_dim, dtype="float64", seed=args.seed)
-    model.params.data[:] = rng.normal(0.0, 0.5, model.params.size)  # non-zero everywhere, biases too
+                n_samples=args.samples, condition_dim=args.condition_dim, dtype="float64", seed=args.seed,
+                device=_device(args))
+    # non-zero everywhere, biases too; drawn on the host, so the check is the same on either device
+    model.params.data[:] = to_device(rng.normal(0.0, 0.5, model.params.size), model.device)
     x = rng.random((args.batch, args.data_dim))
     if args.likelihood == "bernoulli":
         x = np.round(x)
@@ -294,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--samples", type=POSITIVE, default=1, help="Monte Carlo samples S of z per example")
         p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
+    def device_flag(p):
+        p.add_argument("--device", choices=DEVICES, default="cpu",
+                       help="cpu (NumPy), cuda (CuPy on an NVIDIA GPU) or auto (the GPU if there is one)")
+
     t = sub.add_parser("train", help="train a VAE, save a checkpoint and a picture, print the test log-likelihood")
     t.add_argument("--dataset", choices=DATASETS, default="digits")
     t.add_argument("--data-dir", default=None, help="where MNIST's IDX files are kept (downloaded on first use)")
@@ -308,7 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--k", type=POSITIVE, default=1000, help="importance samples for the test log-likelihood")
     t.add_argument("--out", default="runs/minivae", help="output directory")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--kernels", choices=KERNELS, default="plain",
+                   help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
     model_flags(t, 8, (128,), "relu")
+    device_flag(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate new examples from a checkpoint")
@@ -318,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draw", action="store_true", help="draw x ~ p(x|z) instead of its mean")
     s.add_argument("--out", default="samples.png", help=".png picture or .npy array")
     s.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    device_flag(s)
     s.set_defaults(func=cmd_sample)
 
     c = sub.add_parser("score", help="importance-weighted log-likelihood of data under a checkpoint")
@@ -331,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--k", type=POSITIVE, default=1000)
     c.add_argument("--per-example", action="store_true", help="also print each example's log-likelihood")
     c.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    device_flag(c)
     c.set_defaults(func=cmd_score)
 
     g = sub.add_parser("gradcheck", help="compare every hand-written gradient with central differences")
@@ -340,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--condition-dim", type=NON_NEGATIVE, default=0, help="> 0 checks a conditional VAE")
     g.add_argument("--beta", type=_number(0.0), default=1.0)
     model_flags(g, 3, (5, 4), "tanh")
+    device_flag(g)
     g.set_defaults(func=cmd_gradcheck)
     return parser
 

@@ -10,66 +10,19 @@ equal for every configuration. Nothing here is new maths; four things differ:
    the views of the flat gradient buffer that the optimizer reads.
 2. **Activations in place**, their derivatives written in terms of the
    activation's *output* :math:`h = \phi(a)` so the pre-activation need not be
-   kept (eq. ``act-from-output``): ReLU :math:`[h > 0]`, leaky ReLU
-   :math:`1` or :math:`\alpha`, tanh :math:`1 - h^2`, sigmoid :math:`h(1-h)`,
-   softplus :math:`1 - e^{-h}`.
-3. **The Bernoulli gradient in four passes** over the (S N, D) logits,
-   using :math:`\sigma(\ell) - x = \tfrac12\tanh(\ell/2) + \tfrac12 - x` (eq. ``bern-grad``).
+   kept (eq. ``act-from-output``).
+3. **The elementwise chains are operations of** :mod:`minivae.ops`: plain
+   array code on NumPy or CuPy, or one fused CUDA kernel each
+   (``kernels="fused"``); the Bernoulli gradient, for one, takes four passes
+   over the logits in the plain version (eq. ``bern-grad``) and one in the fused.
 4. **The loss only when asked.** The gradient does not need the value of the
    negative ELBO, whose softplus costs as much as the gradient itself; the
    trainer asks for it every few steps, for the progress bar and the history.
-
-The small (N, K) steps (the head, the clamp, the reparameterization, the KL)
-and the Gaussian likelihoods call the reference functions unchanged.
 """
 
 from __future__ import annotations
 
-from .backend import get_array_module
-from .kl import kl_backward, kl_forward
-from .layers import LEAKY_SLOPE
-from .reparam import (clamp_log_var_backward, clamp_log_var_forward, join_head, reparameterize_backward,
-                      reparameterize_forward, split_head)
-
-# --------------------------------------------------------------------------- activations in place
-
-
-def activation_inplace(name: str, a):
-    """Overwrite the pre-activation ``a`` with :math:`\\phi(a)` (twin of ``layers.<name>_forward``)."""
-    xp = get_array_module(a)
-    if name == "relu":
-        xp.maximum(a, 0.0, out=a)
-    elif name == "leaky_relu":
-        xp.maximum(a, LEAKY_SLOPE * a, out=a)  # max(a, alpha a) = a if a > 0 else alpha a, for 0 < alpha < 1
-    elif name == "tanh":
-        xp.tanh(a, out=a)
-    elif name == "sigmoid":
-        a *= 0.5  # sigma(a) = (1 + tanh(a / 2)) / 2
-        xp.tanh(a, out=a)
-        a += 1.0
-        a *= 0.5
-    elif name == "softplus":
-        a[...] = xp.logaddexp(a, 0.0)
-    elif name != "identity":
-        raise ValueError(f"activation: expected a known activation, got {name!r}")
-    return a
-
-
-def activation_backward_inplace(name: str, dh, h):
-    r"""``dh *= phi'(a)`` with the derivative written in the output ``h`` (eq. ``act-from-output``)."""
-    xp = get_array_module(dh)
-    if name == "relu":
-        dh *= h > 0
-    elif name == "leaky_relu":
-        dh *= xp.where(h > 0, 1.0, LEAKY_SLOPE).astype(dh.dtype, copy=False)
-    elif name == "tanh":
-        dh *= 1.0 - h * h
-    elif name == "sigmoid":
-        dh *= h * (1.0 - h)
-    elif name == "softplus":
-        dh *= -xp.expm1(-h)  # sigma(a) = 1 - exp(-softplus(a))
-    return dh
-
+from .ops import get_ops
 
 # --------------------------------------------------------------------------- buffers
 
@@ -79,30 +32,37 @@ class Workspace:
 
     def __init__(self, model, n: int):
         cfg, xp, dtype = model.config, model.params.xp, model.dtype
-        S, K, C = cfg.n_samples, cfg.latent_dim, cfg.condition_dim
+        S, K, C, D = cfg.n_samples, cfg.latent_dim, cfg.condition_dim, cfg.data_dim
         sizes = model._layer_sizes()
         self.n = n
-        self.enc_in = xp.empty((n, cfg.data_dim + C), dtype=dtype)  # [x, c]: the trainer gathers into it
-        self.x = self.enc_in[:, :cfg.data_dim]
+        self.enc_in = xp.empty((n, D + C), dtype=dtype)  # [x, c]: the trainer gathers into it
+        self.x = self.enc_in[:, :D]
         self.enc = [xp.empty((n, width), dtype=dtype) for width in sizes["encoder"][1:]]
         self.denc = [xp.empty_like(a) for a in self.enc]
         self.noise = xp.empty((S, n, K), dtype=dtype)
         self.dec_in = xp.empty((S * n, K + C), dtype=dtype)  # [z, c] for every sample
+        self.z = self.dec_in.reshape(S, n, K + C)[:, :, :K]  # z_s, (S, N, K), a view of the decoder input
         self.ddec_in = xp.empty_like(self.dec_in)
         self.dec = [xp.empty((S * n, width), dtype=dtype) for width in sizes["decoder"][1:]]
         self.ddec = [xp.empty_like(a) for a in self.dec]
-        self.half_minus_x = xp.empty((n, cfg.data_dim), dtype=dtype)  # (1/2 - x) / (S N), Bernoulli only
+        if cfg.likelihood.startswith("gaussian"):  # the likelihood's log-variance and its gradient, as (., ., D) arrays
+            shape = (S, n, D) if cfg.likelihood == "gaussian_per_example" else \
+                (1, 1, D) if cfg.likelihood == "gaussian_per_dim" else (1, 1, 1)
+            self.dlog_var = xp.empty(shape, dtype=dtype)
+            self.fixed_log_var = xp.full((1, 1, 1), model.likelihood.fixed_log_var, dtype=dtype)
 
 
 class FastStep:
     """``loss_and_grads`` for training: same result as the reference, no allocation in the large steps.
 
     Call :meth:`workspace` to get the buffers for a batch size, fill
-    ``ws.enc_in`` with ``[x, c]``, then :meth:`__call__`.
+    ``ws.enc_in`` with ``[x, c]``, then :meth:`__call__`. ``kernels`` picks
+    the elementwise operations (:func:`minivae.ops.get_ops`).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, kernels: str = "plain"):
         self.model = model
+        self.ops = get_ops(kernels, model.device)
         self._workspaces = {}
         self.weights = {net: model._weights(net) for net in ("encoder", "decoder")}
 
@@ -112,22 +72,18 @@ class FastStep:
         return self._workspaces[n]
 
     def _mlp_forward(self, h, net: str, outs: list):
-        act = self.model.config.activation
+        act, xp = self.model.config.activation, self.model.params.xp
         last = len(outs) - 1
         for layer, ((W, b), a) in enumerate(zip(self.weights[net], outs)):
-            xp = get_array_module(a)
-            xp.matmul(h, W, out=a)  # a_l = h_{l-1} W_l + b_l
-            a += b
-            if layer < last:
-                h = activation_inplace(act, a)  # h_l = phi(a_l), over a_l
+            xp.matmul(h, W, out=a)  # a_l = h_{l-1} W_l + b_l;  h_l = phi(a_l), over a_l
+            h = self.ops.bias_act(a, b, act if layer < last else "identity")
         return outs[-1]
 
     def _mlp_backward(self, net_input, net: str, outs: list, douts: list, dinput=None):
         """Walk the layers back; weight gradients go straight into the flat gradient buffer."""
-        act, grads = self.model.config.activation, self.model.params.grads
+        act, grads, xp = self.model.config.activation, self.model.params.grads, self.model.params.xp
         da = douts[-1]
         for layer in range(len(outs) - 1, -1, -1):
-            xp = get_array_module(da)
             h_in = net_input if layer == 0 else outs[layer - 1]
             W = self.weights[net][layer][0]
             xp.matmul(h_in.T, da, out=grads[f"{net}.{layer}.W"])  # dW = h^T da
@@ -135,9 +91,28 @@ class FastStep:
             if layer > 0:
                 dh = douts[layer - 1]
                 xp.matmul(da, W.T, out=dh)  # dh = da W^T
-                da = activation_backward_inplace(act, dh, outs[layer - 1])  # da = dh * phi'(a)
+                da = self.ops.act_backward(dh, outs[layer - 1], act)  # da = dh * phi'(a)
             elif dinput is not None:
                 xp.matmul(da, W.T, out=dinput)
+
+    def _likelihood_grad(self, ws: Workspace, dec_out, need_loss: bool):
+        """The decoder output's gradient into ``ws.ddec[-1]``, the likelihood's own into the gradient buffer."""
+        model, cfg = self.model, self.model.config
+        S, N, D = cfg.n_samples, ws.n, cfg.data_dim
+        scale = 1.0 / (S * N)  # d(mean over samples and examples) / d(each nll)
+        ddec_out = ws.ddec[-1].reshape(S, N, -1)
+        if cfg.likelihood == "bernoulli":
+            return self.ops.bernoulli_grad(dec_out, ws.x, scale, ddec_out, need_loss)
+        if cfg.likelihood == "gaussian_per_example":  # [mean, log_var] side by side (likelihoods.Gaussian)
+            mean, log_var, dmean, dlog_var = dec_out[..., :D], dec_out[..., D:], ddec_out[..., :D], ddec_out[..., D:]
+        else:
+            mean, dmean, dlog_var = dec_out, ddec_out, ws.dlog_var
+            log_var = ws.fixed_log_var if cfg.likelihood == "gaussian_fixed" else \
+                model.params["likelihood.log_var"].reshape(dlog_var.shape)
+        nll_sum = self.ops.gaussian_grad(mean, log_var, ws.x, scale, dmean, dlog_var, need_loss)
+        if cfg.likelihood in ("gaussian_shared", "gaussian_per_dim"):
+            model.params.grads["likelihood.log_var"][...] = dlog_var.reshape(model.params.shapes["likelihood.log_var"])
+        return nll_sum
 
     def __call__(self, ws: Workspace, rng, beta: float = 1.0, need_loss: bool = False):
         """One forward and backward pass on the batch in ``ws.enc_in``; gradients land in ``model.params.grad``.
@@ -146,53 +121,21 @@ class FastStep:
         """
         model, cfg = self.model, self.model.config
         S, N, K = cfg.n_samples, ws.n, cfg.latent_dim
-        xp = model.params.xp
-        lik_params = model._likelihood_params()
 
         # ---- forward (model.forward, step by step)
         enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc)
-        mu, log_var_raw = split_head(enc_out)
-        log_var, inside = clamp_log_var_forward(log_var_raw)
         rng.standard_normal(out=ws.noise, dtype=model.dtype)  # the same draws as reparam.draw_noise
-        z, rep_cache = reparameterize_forward(mu, log_var, ws.noise)
-        ws.dec_in[:, :K] = z.reshape(S * N, K)
+        kl, head_cache = self.ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
         if cfg.condition_dim:
             ws.dec_in.reshape(S, N, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
         dec_out = self._mlp_forward(ws.dec_in, "decoder", ws.dec).reshape(S, N, -1)
 
-        # ---- the likelihood's gradient (and the loss, if asked)
-        loss = None
-        ddec_out = ws.ddec[-1].reshape(S, N, -1)
-        if need_loss or cfg.likelihood != "bernoulli":
-            nll, nll_cache = model.likelihood.nll_forward(dec_out, ws.x, lik_params)
-            kl, kl_cache = kl_forward(mu, log_var)
-            if need_loss:
-                loss = beta * kl.mean() + nll.mean()
-        if cfg.likelihood == "bernoulli":
-            # d nll / d logits / (S N) = (tanh(l / 2) / 2 + 1/2 - x) / (S N)   (eq. bern-grad)
-            scale = 1.0 / (S * N)
-            xp.multiply(ws.x, -scale, out=ws.half_minus_x)
-            ws.half_minus_x += 0.5 * scale
-            xp.multiply(dec_out, 0.5, out=ddec_out)
-            xp.tanh(ddec_out, out=ddec_out)
-            ddec_out *= 0.5 * scale
-            ddec_out += ws.half_minus_x  # broadcast over the S samples
-            if not need_loss:
-                kl, kl_cache = kl_forward(mu, log_var)
-        else:
-            dnll = xp.full((S, N), 1.0 / (S * N), dtype=model.dtype)
-            dout, dlik = model.likelihood.nll_backward(dnll, nll_cache)
-            ddec_out[...] = dout
-            for key, g in dlik.items():
-                model.params.grads[f"likelihood.{key}"][...] = g
-
         # ---- backward (model.backward, step by step)
+        nll_sum = self._likelihood_grad(ws, dec_out, need_loss)
         self._mlp_backward(ws.dec_in, "decoder", ws.dec, ws.ddec, dinput=ws.ddec_in)
-        dz = ws.ddec_in[:, :K].reshape(S, N, K)
-        dmu_from_z, dlog_var_from_z = reparameterize_backward(dz, rep_cache)
-        dmu_from_kl, dlog_var_from_kl = kl_backward(xp.full((N,), beta / N, dtype=model.dtype), kl_cache)
-        dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
-        dlog_var = clamp_log_var_backward(dlog_var_from_z + dlog_var_from_kl, inside)
-        ws.denc[-1][...] = join_head(dmu, dlog_var)
+        dz = ws.ddec_in.reshape(S, N, -1)[:, :, :K]
+        self.ops.head_backward(dz, beta / N, head_cache, ws.denc[-1])  # the KL is averaged over the N examples
         self._mlp_backward(ws.enc_in, "encoder", ws.enc, ws.denc)
-        return loss
+        if not need_loss:
+            return None
+        return beta * kl.mean() + nll_sum * (1.0 / (S * N))  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}

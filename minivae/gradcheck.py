@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .backend import get_array_module, to_numpy
+
 #: Default finite-difference step (float64).
 STEP = 1e-6
 
@@ -41,8 +43,8 @@ def relative_error(analytic, numeric) -> float:
     a wrong gradient just because the gradient is small. Returns 0.0 when both
     arrays are exactly zero.
     """
-    a = np.asarray(analytic, dtype=np.float64)
-    n = np.asarray(numeric, dtype=np.float64)
+    a = to_numpy(analytic).astype(np.float64, copy=False)  # arrays on a GPU are brought back first
+    n = to_numpy(numeric).astype(np.float64, copy=False)
     if a.shape != n.shape:
         raise ValueError(f"numeric: expected shape {a.shape} (the analytic gradient's), got {n.shape}")
     if a.size == 0:
@@ -58,14 +60,16 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = STEP) -
 
     ``f`` takes no argument and reads ``x``, which is perturbed in place one
     entry at a time and restored exactly afterwards. ``x`` must be a float64
-    NumPy array (checks in lower precision are meaningless, see above).
+    array, NumPy or CuPy (checks in lower precision are meaningless, see
+    above); the gradient is returned as a NumPy array.
     """
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(f"x: expected a float64 numpy array, got {got}")
-    grad = np.zeros_like(x)
+    if not hasattr(x, "dtype") or not hasattr(x, "reshape") or x.dtype != np.float64:
+        got = x.dtype if hasattr(x, "dtype") else type(x).__name__
+        raise TypeError(f"x: expected a float64 array, got {got}")
+    xp = get_array_module(x)
+    grad = np.zeros(x.shape, dtype=np.float64)
     flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
-    if not np.shares_memory(flat_x, x):
+    if not xp.shares_memory(flat_x, x):
         raise ValueError("x: expected a contiguous array that can be perturbed in place")
     for i in range(flat_x.size):
         old = flat_x[i]
@@ -106,6 +110,7 @@ def model_gradient_errors(model, x, c=None, *, noise, beta: float = 1.0, h: floa
     """
     if model.dtype != np.float64:
         raise ValueError(f"model: expected a float64 model for a gradient check, got {model.dtype}")
+    x, c, noise = (model._to_device(a) for a in (x, c, noise))  # moved once, not once per evaluation
     _, grads = model.loss_and_grads(x, c, noise=noise, beta=beta)
     analytic = {name: g.copy() for name, g in grads.items()}
 

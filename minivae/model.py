@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import array_module, default_rng, generator_device, get_array_module, resolve_device, to_device
 from .kl import kl_backward, kl_forward
 from .layers import ACTIVATIONS, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
@@ -135,6 +135,13 @@ class VAE:
         ``"float32"`` (training) or ``"float64"`` (gradient checks).
     seed : int
         Seeds the initial weights and the model's own noise generator.
+    device : str
+        ``"cpu"`` (NumPy, the default), ``"cuda"`` (CuPy on an NVIDIA GPU) or
+        ``"auto"`` (the GPU when one is usable). The parameters live there and
+        every computation runs there; arrays passed in are moved there, and
+        arrays returned stay there (:func:`minivae.to_numpy` brings one back).
+        The initial weights are drawn on the host, so a seed gives the same
+        weights on either device.
 
     Examples
     --------
@@ -149,7 +156,7 @@ class VAE:
 
     def __init__(self, data_dim=None, latent_dim=2, hidden=(64,), *, decoder_hidden=None, activation="relu",
                  likelihood="bernoulli", fixed_variance=1.0, n_samples=1, condition_dim=0,
-                 dtype="float32", seed=0, config: VAEConfig | None = None):
+                 dtype="float32", seed=0, device="cpu", config: VAEConfig | None = None):
         if config is None:
             config = VAEConfig(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                                decoder_hidden=decoder_hidden, activation=activation, likelihood=likelihood,
@@ -162,14 +169,18 @@ class VAE:
             except TypeError:
                 pass  # not a dtype at all ("floaty"): check_choice reports it as received
         check_choice("dtype", dtype, DTYPES)
-        check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
+        self.device = resolve_device(device)
         self.config = config
         self.dtype = np.dtype(dtype)
         self.activation = get_activation(config.activation)
         self.likelihood = get_likelihood(config.likelihood, config.fixed_variance)
-        self.params = ParamBuffer(self._param_shapes(), self.dtype)
-        self.rng = np.random.default_rng(seed)
-        self._init_params(np.random.default_rng(seed))
+        host = ParamBuffer(self._param_shapes(), self.dtype)  # initialised on the host, then moved: same on any device
+        self._init_params(host, np.random.default_rng(seed))
+        self.params = host if self.device == "cpu" else ParamBuffer(host.shapes, self.dtype, array_module(self.device))
+        if self.params is not host:
+            self.params.data[...] = to_device(host.data, self.device)
+        self.rng = default_rng(seed, self.device)
 
     # ------------------------------------------------------------------ layout
 
@@ -189,10 +200,10 @@ class VAE:
             shapes[f"likelihood.{key}"] = shape
         return shapes
 
-    def _init_params(self, rng):
+    def _init_params(self, params: ParamBuffer, rng):
         """Weights ~ N(0, gain / fan_in) (He for the ReLU family, LeCun otherwise); biases and log-variances 0."""
         gain = 2.0 if self.config.activation in ("relu", "leaky_relu") else 1.0
-        for name, value in self.params.values.items():
+        for name, value in params.values.items():
             if name.endswith(".W"):
                 value[...] = rng.standard_normal(value.shape) * np.sqrt(gain / value.shape[0])
             else:
@@ -216,10 +227,16 @@ class VAE:
     # Every public method checks its arguments here, once, and then calls the
     # unchecked maths (the methods whose names start with an underscore).
 
+    def _to_device(self, value):
+        """An array moved to the model's device (a transfer only when it is elsewhere); anything else unchanged,
+        for the checks to name it."""
+        return to_device(value, self.device) if hasattr(value, "dtype") and hasattr(value, "shape") else value
+
     def _check_x(self, x, name="x"):
-        """Data (N, D): float32/float64, finite, in [0, 1] for a Bernoulli decoder; returned in the model's dtype."""
+        """Data (N, D): float32/float64, finite, in [0, 1] for a Bernoulli decoder; returned in the model's dtype,
+        on the model's device."""
         unit = self.config.likelihood == "bernoulli"
-        return check_matrix(name, x, self.config.data_dim, self.dtype, unit_interval=unit)
+        return check_matrix(name, self._to_device(x), self.config.data_dim, self.dtype, unit_interval=unit)
 
     def _check_c(self, c, n_rows: int, rows_of: str, name: str | None = None):
         """The condition (n_rows, C) for a CVAE, ``None`` for a VAE.
@@ -235,12 +252,24 @@ class VAE:
         if c is None:
             raise ValueError(f"{name}: expected a condition array of shape (N, {self.config.condition_dim}) "
                              "for a conditional VAE, got None")
-        c = check_matrix(name, c, self.config.condition_dim, self.dtype)
+        c = check_matrix(name, self._to_device(c), self.config.condition_dim, self.dtype)
         return check_rows(name, c, n_rows, rows_of)
 
     def _check_rng(self, rng):
-        """The generator to draw from: ``rng``, or the model's own when ``rng`` is None."""
-        return self.rng if rng is None else check_generator("rng", rng)
+        """The generator to draw from: ``rng``, or the model's own when ``rng`` is None.
+
+        It must draw on the model's device: ``numpy.random.default_rng(seed)`` for
+        ``"cpu"``, ``minivae.backend.default_rng(seed, "cuda")`` for ``"cuda"``.
+        """
+        if rng is None:
+            return self.rng
+        check_generator("rng", rng)
+        where = generator_device(rng)
+        if where != self.device:
+            raise TypeError(f"rng: expected a generator that draws on the model's device {self.device!r} "
+                            f"(minivae.backend.default_rng(seed, {self.device!r})), got {type(rng).__module__}."
+                            f"{type(rng).__name__}" + (f" on {where!r}" if where else ""))
+        return rng
 
     @staticmethod
     def _with_condition(h, c):
@@ -269,7 +298,7 @@ class VAE:
         if noise is None:
             noise = draw_noise(rng, S, N, K, self.dtype)
         else:
-            noise = check_array("noise", noise, ("S", N, K), self.dtype)
+            noise = check_array("noise", self._to_device(noise), ("S", N, K), self.dtype)
         S = noise.shape[0]
 
         enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
@@ -353,7 +382,7 @@ class VAE:
 
     def decoder_output(self, z, c=None):
         """The decoder's raw output for latent codes z (N, K): logits, or means (and log-variances)."""
-        z = check_matrix("z", z, self.config.latent_dim, self.dtype)
+        z = check_matrix("z", self._to_device(z), self.config.latent_dim, self.dtype)
         return self._decoder_output(z, self._check_c(c, z.shape[0], "z"))
 
     def _decoder_output(self, z, c):
@@ -408,7 +437,7 @@ class VAE:
     def log_px_given_z(self, x, z, c=None):
         """log p(x|z) for x (N, D) and z of shape (S, N, K): returns (S, N)."""
         x = self._check_x(x)
-        z = check_array("z", z, ("S", x.shape[0], self.config.latent_dim), self.dtype)
+        z = check_array("z", self._to_device(z), ("S", x.shape[0], self.config.latent_dim), self.dtype)
         return self._log_px_given_z(x, z, self._check_c(c, x.shape[0], "x"))
 
     def _log_px_given_z(self, x, z, c):
@@ -426,7 +455,18 @@ class VAE:
         return (f"{kind}(data_dim={c.data_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
                 f"activation={c.activation!r}, likelihood={c.likelihood!r}, n_samples={c.n_samples}"
                 + (f", condition_dim={c.condition_dim}" if self.conditional else "")
-                + f", dtype={self.dtype.name!r}, parameters={self.params.size})")
+                + f", dtype={self.dtype.name!r}" + (f", device={self.device!r}" if self.device != "cpu" else "")
+                + f", parameters={self.params.size})")
+
+    def to(self, device: str):
+        """A copy of this model on ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``): the same parameters.
+
+        Its generator is seeded afresh from the model's seed (a generator's
+        state cannot move between NumPy and CuPy).
+        """
+        copy = build_model(self.config, dtype=self.dtype.name, seed=self.seed, device=device)
+        copy.params.data[...] = to_device(self.params.data, copy.device)
+        return copy
 
 
 class CVAE(VAE):
@@ -451,9 +491,9 @@ class CVAE(VAE):
             super().__init__(**kwargs)
 
 
-def build_model(config: VAEConfig, dtype="float32", seed: int = 0) -> VAE:
-    """A :class:`VAE` or :class:`CVAE` (when ``config.condition_dim > 0``) from a config."""
+def build_model(config: VAEConfig, dtype="float32", seed: int = 0, device: str = "cpu") -> VAE:
+    """A :class:`VAE` or :class:`CVAE` (when ``config.condition_dim > 0``) from a config, on ``device``."""
     if not isinstance(config, VAEConfig):
         raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
     cls = CVAE if config.condition_dim > 0 else VAE
-    return cls(config=config, dtype=dtype, seed=seed)
+    return cls(config=config, dtype=dtype, seed=seed, device=device)

@@ -6,6 +6,7 @@ operations (no loop over layers). Derivations: ``docs/derivations/adam.md``.
 
 from __future__ import annotations
 
+from .ops import PlainOps
 from .params import ParamBuffer
 from .validate import check_float
 
@@ -18,8 +19,8 @@ class SGD:
 
     name = "sgd"
 
-    def __init__(self, params: ParamBuffer, lr: float = 0.01, momentum: float = 0.9):
-        self.params = params
+    def __init__(self, params: ParamBuffer, lr: float = 0.01, momentum: float = 0.9, *, ops=None):
+        self.params = params  # (``ops`` is accepted for symmetry with Adam: SGD is two passes, with no kernel of its own)
         self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
         self.momentum = check_float("momentum", momentum, minimum=0.0, maximum=1.0)
         self.velocity = params.xp.zeros_like(params.data)
@@ -55,8 +56,9 @@ class Adam:
     name = "adam"
 
     def __init__(self, params: ParamBuffer, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, *, ops=None):
         self.params = params
+        self.ops = PlainOps() if ops is None else ops  # the update itself: array code or one CUDA kernel
         self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
         self.beta1 = check_float("beta1", beta1, minimum=0.0, maximum=1.0)
         self.beta2 = check_float("beta2", beta2, minimum=0.0, maximum=1.0)
@@ -68,29 +70,17 @@ class Adam:
         self.t = 0
 
     def step(self):
-        r"""One update in 12 passes over the buffer and no allocation.
+        r"""One update (:meth:`minivae.ops.PlainOps.adam`: 12 passes over the buffer, no allocation).
 
         The bias corrections are folded into two scalars (eq. ``adam-folded``):
         :math:`\eta\,\hat m / (\sqrt{\hat v} + \epsilon) = \eta_t\, m / (\sqrt v + \epsilon_t)`
         with :math:`\eta_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)` and :math:`\epsilon_t = \epsilon\sqrt{1-\beta_2^t}`.
         """
-        xp = self.params.xp
-        g, m, v, tmp = self.params.grad, self.m, self.v, self._scratch
         self.t += 1
-        m -= g  # m = beta1 m + (1 - beta1) g  =  beta1 (m - g) + g
-        m *= self.beta1
-        m += g
-        xp.multiply(g, g, out=tmp)  # v = beta2 v + (1 - beta2) g^2  =  beta2 (v - g^2) + g^2
-        v -= tmp
-        v *= self.beta2
-        v += tmp
         root_c2 = (1.0 - self.beta2 ** self.t) ** 0.5
         lr_t = self.lr * root_c2 / (1.0 - self.beta1 ** self.t)
-        xp.sqrt(v, out=tmp)  # tmp = sqrt(v) + eps_t
-        tmp += self.eps * root_c2
-        xp.divide(m, tmp, out=tmp)
-        tmp *= lr_t
-        self.params.data -= tmp  # theta = theta - lr_t m / (sqrt(v) + eps_t)
+        self.ops.adam(self.params.data, self.params.grad, self.m, self.v, self._scratch, self.beta1, self.beta2,
+                      lr_t, self.eps * root_c2)
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

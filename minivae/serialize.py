@@ -1,7 +1,12 @@
 """Saving and loading models and training runs, on top of :mod:`minivae.checkpoint`.
 
 A model file holds the flat parameter buffer and, as JSON, the model's
-configuration, dtype and random generator state. A training file adds the
+configuration, dtype, seed and random generator state. Files hold NumPy
+arrays whatever the device: a model saved on the GPU loads on the CPU and the
+other way round (``device=`` on every loader). CuPy's generators cannot
+report their state, so a generator that drew on the GPU is not saved; on
+loading, the model's generator is seeded afresh from its seed, and the
+trainer's noise generator from (seed, step count). A training file adds the
 optimizer's moment buffers, its step count and hyperparameters, the trainer's
 generator state, the epoch and the loss history, so that training N epochs,
 saving, loading and training M more gives exactly the parameters of N + M
@@ -12,7 +17,7 @@ atomically (see :mod:`minivae.checkpoint`).
 from __future__ import annotations
 
 
-from .backend import to_numpy
+from .backend import generator_state, resolve_device, to_device, to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .model import VAE, VAEConfig, build_model
 from .train import History, Trainer
@@ -21,8 +26,8 @@ from .validate import check_int
 
 def _model_part(model) -> tuple[dict, dict]:
     arrays = {"params": to_numpy(model.params.data)}
-    meta = {"config": model.config.to_dict(), "dtype": model.dtype.name,
-            "rng": model.rng.bit_generator.state}
+    meta = {"config": model.config.to_dict(), "dtype": model.dtype.name, "seed": model.seed,
+            "rng": generator_state(model.rng)}  # None for a generator on the GPU
     return arrays, meta
 
 
@@ -34,12 +39,13 @@ def save_model(path, model) -> None:
     save_checkpoint(path, arrays, {"kind": "model", "model": meta})
 
 
-def _restore_model(path, arrays: dict, meta):
+def _restore_model(path, arrays: dict, meta, device: str):
     if not isinstance(meta, dict):
         raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
     try:
         config = VAEConfig(**meta["config"])
-        model = build_model(config, dtype=meta["dtype"])
+        seed = check_int("seed", meta.get("seed", 0), 0)
+        model = build_model(config, dtype=meta["dtype"], seed=seed, device=device)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad model configuration: {exc}") from exc
     params = arrays.get("params")
@@ -49,18 +55,20 @@ def _restore_model(path, arrays: dict, meta):
         raise CheckpointError(
             f"cannot load checkpoint '{path}': params: expected shape {model.params.data.shape} "
             f"{model.dtype} for this configuration, got {params.shape} {params.dtype}")
-    model.params.data[...] = params
+    model.params.data[...] = to_device(params, model.device)
     try:
-        model.rng.bit_generator.state = meta["rng"]
+        if meta["rng"] is not None and model.device == "cpu":  # else: seeded from the seed, above
+            model.rng.bit_generator.state = meta["rng"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad generator state: {exc}") from exc
     return model
 
 
-def load_model(path):
-    """Load a model saved by :func:`save_model` or :func:`save_trainer`."""
+def load_model(path, device: str = "cpu"):
+    """Load a model saved by :func:`save_model` or :func:`save_trainer`, onto ``device``."""
+    device = resolve_device(device)
     arrays, meta = load_checkpoint(path)
-    return _restore_model(path, arrays, meta.get("model"))
+    return _restore_model(path, arrays, meta.get("model"), device)
 
 
 def save_trainer(path, trainer: Trainer) -> None:
@@ -82,26 +90,33 @@ def save_trainer(path, trainer: Trainer) -> None:
     save_checkpoint(path, arrays, meta)
 
 
-def load_trainer(path) -> Trainer:
-    """Load a training run saved by :func:`save_trainer` (the model is ``trainer.model``)."""
+def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
+    """Load a training run saved by :func:`save_trainer` onto ``device`` (the model is ``trainer.model``).
+
+    On the CPU the run resumes exactly where it stopped. A run on a GPU resumes
+    with a fresh noise stream seeded from (seed, step count), see the module docstring.
+    """
+    device = resolve_device(device)
     arrays, meta = load_checkpoint(path)
     if meta.get("kind") != "training":
         raise CheckpointError(f"cannot load checkpoint '{path}': expected a training checkpoint, "
                               f"got kind {meta.get('kind')!r}")
-    model = _restore_model(path, arrays, meta.get("model"))
+    model = _restore_model(path, arrays, meta.get("model"), device)
     try:
         opt, state = meta["optimizer"], meta["trainer"]
         trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
-                          seed=state["seed"], **opt["hyperparameters"])
+                          seed=state["seed"], kernels=kernels, **opt["hyperparameters"])
         moments = {key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()}
         for key, value in moments.items():  # a wrong shape could broadcast silently into the buffer
             if value.shape != model.params.data.shape or value.dtype != model.dtype:
                 raise ValueError(f"optimizer.{key}: expected shape {model.params.data.shape} {model.dtype}, "
                                  f"got {value.shape} {value.dtype}")
-        trainer.optimizer.load_state(moments, check_int("optimizer.t", opt["t"], 0))
+        trainer.optimizer.load_state({key: to_device(value, device) for key, value in moments.items()},
+                                     check_int("optimizer.t", opt["t"], 0))
         trainer.epoch = check_int("trainer.epoch", state["epoch"], 0)
         trainer.step_count = check_int("trainer.step_count", state["step_count"], 0)
         trainer.rng.bit_generator.state = state["rng"]
+        trainer._reseed_noise()  # on the GPU, from (seed, step count); on the CPU it is trainer.rng, just restored
         trainer.history = History(**state["history"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad training state: {exc}") from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import default_rng, get_array_module, take_rows
 from .fast import FastStep
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
@@ -52,12 +52,15 @@ class Trainer:
         Epochs over which the KL weight rises linearly from 0 to 1 (0: none).
     seed : int
         Seeds the shuffling and the noise, so a run is reproducible.
+    kernels : ``"plain"`` or ``"fused"``
+        The elementwise work of the step as array code, or as fused CUDA
+        kernels (a model on ``device="cuda"`` only); see :mod:`minivae.ops`.
     **optimizer_options
         E.g. ``momentum=0.9`` for SGD, ``beta1``, ``beta2``, ``eps`` for Adam.
     """
 
     def __init__(self, model, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 128,
-                 warmup_epochs: float = 0.0, seed: int = 0, **optimizer_options):
+                 warmup_epochs: float = 0.0, seed: int = 0, kernels: str = "plain", **optimizer_options):
         if not isinstance(model, VAE):
             raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
         self.model = model
@@ -66,12 +69,26 @@ class Trainer:
         self.seed = check_int("seed", seed, 0)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-        self.optimizer = make_optimizer(optimizer, model.params, lr=lr, **optimizer_options)
-        self.rng = np.random.default_rng(seed)  # shuffling and noise
+        self._fast = FastStep(model, kernels)
+        self.kernels = kernels
+        self.optimizer = make_optimizer(optimizer, model.params, lr=lr, ops=self._fast.ops, **optimizer_options)
+        self.rng = np.random.default_rng(seed)  # shuffling, and the noise on the CPU
         self.epoch = 0
         self.step_count = 0
         self.history = History()
-        self._fast = FastStep(model)
+        self._reseed_noise()
+        self._unchecked = None  # on a GPU: the sum of the gradients since the last check (see _check_finite)
+
+    def _reseed_noise(self):
+        """The generator of the step's noise: the trainer's own on the CPU, one on the GPU that draws there.
+
+        A CuPy generator's state cannot be saved, so on the GPU it is seeded from
+        (seed, step count): a resumed run draws a fresh, reproducible stream.
+        """
+        if self.model.device == "cpu":
+            self.noise_rng = self.rng
+        else:
+            self.noise_rng = default_rng(np.random.SeedSequence([self.seed, self.step_count]), self.model.device)
 
     # ------------------------------------------------------------------ one step
 
@@ -94,20 +111,33 @@ class Trainer:
 
     def _step(self, ws, beta: float, need_loss: bool):
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.fast`)."""
-        loss = self._fast(ws, self.rng, beta=beta, need_loss=need_loss)
+        loss = self._fast(ws, self.noise_rng, beta=beta, need_loss=need_loss)
         self._check_finite(loss)
         self.optimizer.step()
         self.step_count += 1
         return loss
 
     def _check_finite(self, loss):
-        """Stop at the first non-finite loss or gradient; one sum watches the whole gradient buffer."""
-        xp = get_array_module(self.model.params.grad)
+        """Stop at a non-finite loss or gradient; one sum watches the whole gradient buffer.
+
+        On the CPU every step is checked. On a GPU, reading a value back waits for
+        the device, so the sums are added up on the device and checked only when the
+        loss is read (every ``log_every`` steps): a NaN or infinity anywhere makes the
+        total non-finite, and the error names the steps since the last check.
+        """
+        grad_sum = self.model.params.grad.sum()
+        if self.model.device != "cpu":
+            self._unchecked = grad_sum if self._unchecked is None else self._unchecked + grad_sum
+            if loss is None:
+                return
+            grad_sum, self._unchecked = self._unchecked, None
+        xp = get_array_module(grad_sum)
         loss_ok = loss is None or bool(xp.isfinite(loss))
-        if not (loss_ok and bool(xp.isfinite(self.model.params.grad.sum()))):
+        if not (loss_ok and bool(xp.isfinite(grad_sum))):
             what = "gradient" if loss_ok else "loss"
             raise NonFiniteError(
                 f"non-finite {what} at step {self.step_count + 1} (epoch {self.epoch + 1})"
+                + ("" if self.model.device == "cpu" else " or in the steps since the last check")
                 + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data")
 
     # ------------------------------------------------------------------ epochs
@@ -152,9 +182,9 @@ class Trainer:
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size:(i + 1) * self.batch_size]
                     ws = self._fast.workspace(idx.shape[0])
-                    xp.take(x, idx, axis=0, out=ws.x, mode="clip")  # the minibatch, into a reused buffer
+                    take_rows(x, idx, out=ws.x)  # the minibatch, into a reused buffer
                     if c is not None:
-                        xp.take(c, idx, axis=0, out=ws.enc_in[:, D:], mode="clip")
+                        take_rows(c, idx, out=ws.enc_in[:, D:])
                     need_loss = (i + 1) % log_every == 0 or i + 1 == steps_per_epoch
                     loss = self._step(ws, self.beta(steps_per_epoch), need_loss)
                     if bar is not None:
@@ -181,7 +211,7 @@ class Trainer:
         batch_size = check_int("batch_size", batch_size, 1)
         x = self.model._check_x(x)
         c = self.model._check_c(c, x.shape[0], "x")
-        rng = np.random.default_rng(self.seed + 1)
+        rng = default_rng(self.seed + 1, self.model.device)
         total, n = 0.0, x.shape[0]
         for start in range(0, n, batch_size):
             cb = None if c is None else c[start:start + batch_size]
@@ -200,8 +230,8 @@ def _progress(total: int, enabled: bool):
 
 def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3,
         warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None, progress: bool = True,
-        checkpoint: str | None = None, **optimizer_options) -> History:
+        checkpoint: str | None = None, kernels: str = "plain", **optimizer_options) -> History:
     """Train ``model`` in place (a one-call wrapper around :class:`Trainer`)."""
     trainer = Trainer(model, optimizer, lr=lr, batch_size=batch_size, warmup_epochs=warmup_epochs, seed=seed,
-                      **optimizer_options)
+                      kernels=kernels, **optimizer_options)
     return trainer.fit(x, c, epochs=epochs, x_val=x_val, c_val=c_val, progress=progress, checkpoint=checkpoint)

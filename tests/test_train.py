@@ -128,3 +128,19 @@ def test_conditional_training_needs_conditions(digits_split):
     model = CVAE(64, 10, latent_dim=2, hidden=(8,))
     with pytest.raises(ValueError, match="c:"):
         fit(model, digits_split.train, epochs=1, progress=False)
+
+
+def test_on_a_gpu_the_guard_waits_for_the_loss_and_still_catches_a_nan_in_between():
+    """The deferred check of a GPU run, exercised on the CPU: only ``model.device`` decides which check runs."""
+    model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=0)
+    trainer = Trainer(model, "sgd", lr=1e-3, batch_size=20, seed=0)
+    ws = trainer._fast.workspace(20)
+    ws.x[...] = data.ring(20, rng=0)
+    model.device = "cuda"  # the arrays stay NumPy; the guard now behaves as on a GPU
+    trainer._step(ws, 1.0, need_loss=False)
+    model.params.grad[3] = np.nan
+    trainer._check_finite(None)  # a NaN gradient, but no loss is read: no synchronisation, no check yet
+    assert trainer._unchecked is not None and np.isnan(trainer._unchecked)
+    with pytest.raises(NonFiniteError, match="or in the steps since the last check"):
+        trainer._check_finite(np.float32(1.0))  # the loss is read: the NaN in the running sum is found
+    assert trainer._unchecked is None

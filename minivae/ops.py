@@ -1,0 +1,216 @@
+r"""The elementwise work of a training step, in two interchangeable implementations.
+
+A training step is matrix products (BLAS or cuBLAS) with chains of elementwise
+work between them. :class:`PlainOps` writes each chain as array expressions,
+which run on NumPy and CuPy alike; :class:`~minivae.fused.FusedOps` replaces
+each chain by one hand-written CUDA kernel (``minivae/kernels/*.cu``) on the
+GPU. Both implement the same operations, with the same arguments and the
+same in-place results:
+
+=====================  ===================================================  ==========================
+operation              computes                                             kernel
+=====================  ===================================================  ==========================
+``bias_act``           :math:`a \leftarrow \phi(a + b)`                      ``bias_act.cu``
+``act_backward``       :math:`\bar h \leftarrow \bar h \odot \phi'(a)`,
+                       the derivative written in :math:`h = \phi(a)`         ``bias_act.cu``
+``head_forward``       clamp, :math:`z = \mu + \sigma\odot\varepsilon`,
+                       per-example KL                                         ``reparam_kl.cu``
+``head_backward``      :math:`\bar\mu, \overline{\log\sigma^2}` from
+                       :math:`\bar z` and the KL                              ``reparam_kl.cu``
+``bernoulli_grad``,    the likelihood's gradient (and its value when
+``gaussian_grad``      asked) in one pass                                     ``nll.cu``
+``adam``               the Adam update over the flat buffer                   ``adam.cu``
+=====================  ===================================================  ==========================
+
+:func:`get_ops` is the one place that chooses between them. The plain
+version is the reference: ``tests/test_fused.py`` compares every kernel with
+it, and ``tests/test_fast.py`` pins the plain step to :class:`~minivae.model.VAE`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .backend import get_array_module
+from .kl import kl_backward, kl_forward
+from .layers import LEAKY_SLOPE
+from .likelihoods import LOG_2PI
+from .reparam import clamp_log_var_backward, clamp_log_var_forward, reparameterize_backward, reparameterize_forward, \
+    split_head
+
+KERNELS = ("plain", "fused")
+
+
+class HeadCache(NamedTuple):
+    """What :meth:`PlainOps.head_backward` needs from :meth:`PlainOps.head_forward`."""
+
+    inside: object  # (N, K) where log_var_raw was inside the clamp range
+    rep: object  # reparameterization cache (sigma, epsilon)
+    kl: object  # KL cache (mu, sigma^2)
+
+
+class PlainOps:
+    """The elementwise chains as array expressions: NumPy or CuPy, whichever the arrays are."""
+
+    name = "plain"
+
+    def __init__(self):
+        self._scratch = {}
+
+    def _buffer(self, key: str, like):
+        """A scratch array shaped like ``like``, allocated on first use and reused: no allocation per step."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or type(buf) is not type(like):
+            buf = self._scratch[key] = get_array_module(like).empty_like(like)
+        return buf
+
+    # ------------------------------------------------------------ bias + activation
+
+    def bias_act(self, a, b, activation: str):
+        r""":math:`a \leftarrow \phi(a + b)` in place; ``a`` (N, H), ``b`` (H,) (eq. ``affine-fwd``)."""
+        xp = get_array_module(a)
+        a += b
+        if activation == "relu":
+            xp.maximum(a, 0.0, out=a)
+        elif activation == "leaky_relu":
+            xp.maximum(a, LEAKY_SLOPE * a, out=a)  # max(a, alpha a) = a if a > 0 else alpha a, for 0 < alpha < 1
+        elif activation == "tanh":
+            xp.tanh(a, out=a)
+        elif activation == "sigmoid":
+            a *= 0.5  # sigma(a) = (1 + tanh(a / 2)) / 2
+            xp.tanh(a, out=a)
+            a += 1.0
+            a *= 0.5
+        elif activation == "softplus":
+            a[...] = xp.logaddexp(a, 0.0)
+        elif activation != "identity":
+            raise ValueError(f"activation: expected a known activation, got {activation!r}")
+        return a
+
+    def act_backward(self, dh, h, activation: str):
+        r""":math:`\bar h \leftarrow \bar h \odot \phi'(a)` in place, with :math:`\phi'` written in :math:`h = \phi(a)`
+        (eq. ``act-from-output``): ReLU :math:`[h > 0]`, leaky ReLU :math:`1` or :math:`\alpha`, tanh
+        :math:`1 - h^2`, sigmoid :math:`h(1-h)`, softplus :math:`1 - e^{-h}`."""
+        xp = get_array_module(dh)
+        if activation == "relu":
+            dh *= h > 0
+        elif activation == "leaky_relu":
+            dh *= xp.where(h > 0, 1.0, LEAKY_SLOPE).astype(dh.dtype, copy=False)
+        elif activation == "tanh":
+            dh *= 1.0 - h * h
+        elif activation == "sigmoid":
+            dh *= h * (1.0 - h)
+        elif activation == "softplus":
+            dh *= -xp.expm1(-h)  # sigma(a) = 1 - exp(-softplus(a))
+        elif activation != "identity":
+            raise ValueError(f"activation: expected a known activation, got {activation!r}")
+        return dh
+
+    # ------------------------------------------------------------ the encoder's head
+
+    def head_forward(self, enc_out, noise, z):
+        r"""From the encoder output (N, 2K) and :math:`\varepsilon` (S, N, K): ``z`` (S, N, K) filled with
+        :math:`\mu + \sigma\odot\varepsilon_s` (eq. ``reparam-fwd``), :math:`\log\sigma^2` clamped first
+        (eq. ``logvar-clamp``). Returns the per-example KL (N,) (eq. ``kl-fwd``) and the cache."""
+        mu, log_var_raw = split_head(enc_out)
+        log_var, inside = clamp_log_var_forward(log_var_raw)
+        z_new, rep = reparameterize_forward(mu, log_var, noise)
+        z[...] = z_new
+        kl, kl_cache = kl_forward(mu, log_var)
+        return kl, HeadCache(inside, rep, kl_cache)
+
+    def head_backward(self, dz, dkl: float, cache: HeadCache, denc_out):
+        r"""``denc_out`` (N, 2K) :math:`\leftarrow [\bar\mu, \overline{\log\sigma^2}_{\text{raw}}]`, from
+        :math:`\bar z` (S, N, K) and the KL's weight :math:`\overline{\mathrm{KL}}_n` = ``dkl`` for every example
+        (eq. ``reparam-bwd``, ``kl-bwd``, ``logvar-clamp``)."""
+        xp = get_array_module(dz)
+        K = dz.shape[-1]
+        dmu_from_z, dlog_var_from_z = reparameterize_backward(dz, cache.rep)
+        dmu_from_kl, dlog_var_from_kl = kl_backward(xp.full((dz.shape[1],), dkl, dtype=dz.dtype), cache.kl)
+        denc_out[:, :K] = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
+        denc_out[:, K:] = clamp_log_var_backward(dlog_var_from_z + dlog_var_from_kl, cache.inside)
+        return denc_out
+
+    # ------------------------------------------------------------ likelihoods
+
+    def bernoulli_grad(self, logits, x, scale: float, dlogits, need_loss: bool):
+        r"""``dlogits`` :math:`\leftarrow s\,(\sigma(\ell) - x)` (eq. ``bern-grad``), ``s`` = ``scale``.
+
+        ``logits``, ``dlogits`` (S, N, D), ``x`` (N, D). Written
+        :math:`\sigma(\ell) - x = \tfrac12\tanh(\ell/2) + \tfrac12 - x` in four passes over the logits.
+        Returns :math:`\sum_{s,n,d} \operatorname{softplus}(\ell) - x\ell` (eq. ``bern-nll``) when ``need_loss``,
+        else ``None``.
+        """
+        xp = get_array_module(logits)
+        half_minus_x = self._buffer("half_minus_x", x)  # (1/2 - x) s, (N, D): once, not once per sample
+        xp.multiply(x, -scale, out=half_minus_x)
+        half_minus_x += 0.5 * scale
+        xp.multiply(logits, 0.5, out=dlogits)
+        xp.tanh(dlogits, out=dlogits)
+        dlogits *= 0.5 * scale
+        dlogits += half_minus_x  # broadcast over the S samples
+        if not need_loss:
+            return None
+        return (xp.logaddexp(logits, 0.0) - x * logits).sum()
+
+    def gaussian_grad(self, mean, log_var, x, scale: float, dmean, dlog_var, need_loss: bool):
+        r"""The Gaussian NLL's gradients (eq. ``gauss-grad``), times ``scale``, written in place.
+
+        ``mean``, ``dmean`` (S, N, D); ``x`` (N, D); ``log_var`` and ``dlog_var`` have the mean's shape
+        (a per-example variance) or are (1, 1, 1) (fixed or shared) or (1, 1, D) (per dimension), and
+        ``dlog_var`` receives the gradient summed over the broadcast axes. :math:`\log\sigma^2` is clamped
+        first (eq. ``logvar-clamp``). Returns the NLL summed over everything (eq. ``gauss-nll``) when
+        ``need_loss``, else ``None``.
+        """
+        xp = get_array_module(mean)
+        clamped, inside = clamp_log_var_forward(log_var)
+        inv_var = xp.exp(-clamped)
+        diff = mean - x
+        xp.multiply(diff, inv_var, out=dmean)  # (m - x) / sigma^2
+        per_elem = 0.5 * (1.0 - diff * dmean) * scale  # d/dlog_var, per element
+        per_elem *= inside
+        axes = tuple(i for i in range(3) if log_var.shape[i] == 1 and per_elem.shape[i] != 1)
+        dlog_var[...] = per_elem.sum(axis=axes, keepdims=True) if axes else per_elem
+        loss = None
+        if need_loss:
+            loss = (0.5 * (LOG_2PI + clamped + diff * dmean)).sum()  # clamped broadcasts: once per element
+        dmean *= scale
+        return loss
+
+    # ------------------------------------------------------------ Adam
+
+    def adam(self, data, grad, m, v, scratch, beta1: float, beta2: float, lr_t: float, eps_t: float):
+        r"""One Adam update in 12 passes over the flat buffers and no allocation (eq. ``adam-folded``).
+
+        .. math::  m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
+                   \theta \leftarrow \theta - \eta_t\, m / (\sqrt v + \epsilon_t)
+        """
+        xp = get_array_module(data)
+        m -= grad  # m = beta1 m + (1 - beta1) g  =  beta1 (m - g) + g
+        m *= beta1
+        m += grad
+        xp.multiply(grad, grad, out=scratch)  # v = beta2 v + (1 - beta2) g^2  =  beta2 (v - g^2) + g^2
+        v -= scratch
+        v *= beta2
+        v += scratch
+        xp.sqrt(v, out=scratch)  # scratch = sqrt(v) + eps_t
+        scratch += eps_t
+        xp.divide(m, scratch, out=scratch)
+        scratch *= lr_t
+        data -= scratch  # theta = theta - lr_t m / (sqrt(v) + eps_t)
+
+
+def get_ops(kernels: str, device: str):
+    """The one dispatch point: ``"plain"`` array code, or ``"fused"`` CUDA kernels (``device="cuda"`` only).
+
+    ``device`` is a resolved device name, ``"cpu"`` or ``"cuda"`` (a model's ``device``).
+    """
+    if not isinstance(kernels, str) or kernels not in KERNELS:
+        raise ValueError(f"kernels: expected one of {KERNELS}, got {kernels!r}")
+    if kernels == "plain":
+        return PlainOps()
+    if device != "cuda":
+        raise ValueError(f"kernels: 'fused' runs CUDA kernels and needs device='cuda', got device={device!r}")
+    from .fused import FusedOps
+
+    return FusedOps()
