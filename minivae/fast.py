@@ -45,6 +45,7 @@ class Workspace:
         self.ddec_in = xp.empty_like(self.dec_in)
         self.dec = [xp.empty((S * n, width), dtype=dtype) for width in sizes["decoder"][1:]]
         self.ddec = [xp.empty_like(a) for a in self.dec]
+        self.ones = {rows: xp.ones(rows, dtype=dtype) for rows in (n, S * n)}  # bias gradients: db = 1^T da
         if cfg.likelihood.startswith("gaussian"):  # the likelihood's log-variance and its gradient, as (., ., D) arrays
             shape = (S, n, D) if cfg.likelihood == "gaussian_per_example" else \
                 (1, 1, D) if cfg.likelihood == "gaussian_per_dim" else (1, 1, 1)
@@ -79,15 +80,20 @@ class FastStep:
             h = self.ops.bias_act(a, b, act if layer < last else "identity")
         return outs[-1]
 
-    def _mlp_backward(self, net_input, net: str, outs: list, douts: list, dinput=None):
-        """Walk the layers back; weight gradients go straight into the flat gradient buffer."""
+    def _mlp_backward(self, ws: Workspace, net_input, net: str, outs: list, douts: list, dinput=None):
+        r"""Walk the layers back; weight gradients go straight into the flat gradient buffer.
+
+        The bias gradient :math:`\sum_n \bar a_n` is the product :math:`1^\top \bar a`: BLAS runs it on every
+        core, where ``da.sum(axis=0)`` runs on one.
+        """
         act, grads, xp = self.model.config.activation, self.model.params.grads, self.model.params.xp
         da = douts[-1]
+        ones = ws.ones[da.shape[0]]
         for layer in range(len(outs) - 1, -1, -1):
             h_in = net_input if layer == 0 else outs[layer - 1]
             W = self.weights[net][layer][0]
             xp.matmul(h_in.T, da, out=grads[f"{net}.{layer}.W"])  # dW = h^T da
-            da.sum(axis=0, out=grads[f"{net}.{layer}.b"])  # db = sum_n da
+            xp.matmul(ones, da, out=grads[f"{net}.{layer}.b"])  # db = sum_n da = 1^T da
             if layer > 0:
                 dh = douts[layer - 1]
                 xp.matmul(da, W.T, out=dh)  # dh = da W^T
@@ -132,10 +138,10 @@ class FastStep:
 
         # ---- backward (model.backward, step by step)
         nll_sum = self._likelihood_grad(ws, dec_out, need_loss)
-        self._mlp_backward(ws.dec_in, "decoder", ws.dec, ws.ddec, dinput=ws.ddec_in)
+        self._mlp_backward(ws, ws.dec_in, "decoder", ws.dec, ws.ddec, dinput=ws.ddec_in)
         dz = ws.ddec_in.reshape(S, N, -1)[:, :, :K]
         self.ops.head_backward(dz, beta / N, head_cache, ws.denc[-1])  # the KL is averaged over the N examples
-        self._mlp_backward(ws.enc_in, "encoder", ws.enc, ws.denc)
+        self._mlp_backward(ws, ws.enc_in, "encoder", ws.enc, ws.denc)
         if not need_loss:
             return None
         return beta * kl.mean() + nll_sum * (1.0 / (S * N))  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}

@@ -242,7 +242,7 @@ class FusedOps:
     # ------------------------------------------------------------ Adam
 
     def adam(self, data, grad, m, v, scratch, beta1: float, beta2: float, lr_t: float, eps_t: float):
-        r"""One Adam update in one pass over the flat buffers (eq. ``adam-folded``); kernel ``adam``.
+        r"""One Adam update in one pass over the flat buffers (eq. ``adam-sums``); kernel ``adam``.
 
         ``data``, ``grad``, ``m``, ``v`` C-contiguous, of one shape. ``scratch`` is not used (the kernel keeps its
         temporaries in registers); it is accepted so that both implementations are called alike.

@@ -180,24 +180,24 @@ class PlainOps:
     # ------------------------------------------------------------ Adam
 
     def adam(self, data, grad, m, v, scratch, beta1: float, beta2: float, lr_t: float, eps_t: float):
-        r"""One Adam update in 12 passes over the flat buffers and no allocation (eq. ``adam-folded``).
+        r"""One Adam update in 10 passes over the flat buffers and no allocation (eq. ``adam-sums``).
 
-        .. math::  m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
-                   \theta \leftarrow \theta - \eta_t\, m / (\sqrt v + \epsilon_t)
+        ``m`` and ``v`` hold the moments as decaying sums :math:`M, V` (see :class:`minivae.optim.Adam`):
+
+        .. math::  M \leftarrow \beta_1 M + g,\quad V \leftarrow \beta_2 V + g^2,\quad
+                   \theta \leftarrow \theta - \eta_t\, M / (\sqrt V + \epsilon_t)
         """
         xp = get_array_module(data)
-        m -= grad  # m = beta1 m + (1 - beta1) g  =  beta1 (m - g) + g
-        m *= beta1
+        m *= beta1  # M = beta1 M + g
         m += grad
-        xp.multiply(grad, grad, out=scratch)  # v = beta2 v + (1 - beta2) g^2  =  beta2 (v - g^2) + g^2
-        v -= scratch
+        xp.multiply(grad, grad, out=scratch)  # V = beta2 V + g^2
         v *= beta2
         v += scratch
-        xp.sqrt(v, out=scratch)  # scratch = sqrt(v) + eps_t
+        xp.sqrt(v, out=scratch)  # scratch = sqrt(V) + eps_t
         scratch += eps_t
         xp.divide(m, scratch, out=scratch)
         scratch *= lr_t
-        data -= scratch  # theta = theta - lr_t m / (sqrt(v) + eps_t)
+        data -= scratch  # theta = theta - lr_t M / (sqrt(V) + eps_t)
 
 
 def get_ops(kernels: str, device: str):

@@ -51,6 +51,10 @@ class Adam:
         m &\leftarrow \beta_1 m + (1-\beta_1) g,\qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
         \hat m &= m / (1-\beta_1^t),\qquad \hat v = v / (1-\beta_2^t) \\
         \theta &\leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)
+
+    The buffers ``m`` and ``v`` hold the moments as decaying sums, :math:`M = m / (1-\beta_1)` and
+    :math:`V = v / (1-\beta_2)`, which update in fewer passes (eq. ``adam-sums``); so do
+    :meth:`state` and :meth:`load_state`, which keeps a resumed run exact.
     """
 
     name = "adam"
@@ -60,35 +64,39 @@ class Adam:
         self.params = params
         self.ops = PlainOps() if ops is None else ops  # the update itself: array code or one CUDA kernel
         self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
-        self.beta1 = check_float("beta1", beta1, minimum=0.0, maximum=1.0)
-        self.beta2 = check_float("beta2", beta2, minimum=0.0, maximum=1.0)
+        # beta < 1: at beta = 1 the average never forgets and its bias correction 1 - beta^t is 0.
+        self.beta1 = check_float("beta1", beta1, minimum=0.0, maximum=1.0, strict_maximum=True)
+        self.beta2 = check_float("beta2", beta2, minimum=0.0, maximum=1.0, strict_maximum=True)
         self.eps = check_float("eps", eps, minimum=0.0, strict_minimum=True)
         xp = params.xp
-        self.m = xp.zeros_like(params.data)  # first moment (mean of g)
-        self.v = xp.zeros_like(params.data)  # second moment (mean of g^2)
+        self.m = xp.zeros_like(params.data)  # M = sum_j beta1^(t-j) g_j = m / (1 - beta1): first moment, as a sum
+        self.v = xp.zeros_like(params.data)  # V = sum_j beta2^(t-j) g_j^2 = v / (1 - beta2): second moment, as a sum
         self._scratch = xp.empty_like(params.data)
         self.t = 0
 
     def step(self):
-        r"""One update (:meth:`minivae.ops.PlainOps.adam`: 12 passes over the buffer, no allocation).
+        r"""One update (:meth:`minivae.ops.PlainOps.adam`: 10 passes over the buffer, no allocation).
 
-        The bias corrections are folded into two scalars (eq. ``adam-folded``):
-        :math:`\eta\,\hat m / (\sqrt{\hat v} + \epsilon) = \eta_t\, m / (\sqrt v + \epsilon_t)`
-        with :math:`\eta_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)` and :math:`\epsilon_t = \epsilon\sqrt{1-\beta_2^t}`.
+        With the moments kept as sums, :math:`\hat m = M / S_1` and :math:`\hat v = V / S_2` where
+        :math:`S_i = (1-\beta_i^t)/(1-\beta_i)` is the sum of the weights, and the bias corrections fold into two
+        scalars (eq. ``adam-sums``): :math:`\eta\,\hat m / (\sqrt{\hat v} + \epsilon) = \eta_t\, M / (\sqrt V + \epsilon_t)`
+        with :math:`\eta_t = \eta\sqrt{S_2}/S_1` and :math:`\epsilon_t = \epsilon\sqrt{S_2}`.
         """
         self.t += 1
-        root_c2 = (1.0 - self.beta2 ** self.t) ** 0.5
-        lr_t = self.lr * root_c2 / (1.0 - self.beta1 ** self.t)
+        s1 = (1.0 - self.beta1 ** self.t) / (1.0 - self.beta1)  # sum of the weights beta1^(t-j), j = 1..t
+        root_s2 = ((1.0 - self.beta2 ** self.t) / (1.0 - self.beta2)) ** 0.5
         self.ops.adam(self.params.data, self.params.grad, self.m, self.v, self._scratch, self.beta1, self.beta2,
-                      lr_t, self.eps * root_c2)
+                      self.lr * root_s2 / s1, self.eps * root_s2)
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
     def state(self) -> dict:
+        """The moment buffers: the decaying sums :math:`M` (``"m"``) and :math:`V` (``"v"``) of eq. ``adam-sums``."""
         return {"m": self.m, "v": self.v}
 
     def load_state(self, arrays: dict, t: int):
+        """Restore the sums :math:`M`, :math:`V` (as :meth:`state` gives them) and the step count."""
         self.m[...] = arrays["m"]
         self.v[...] = arrays["v"]
         self.t = t

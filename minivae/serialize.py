@@ -82,7 +82,8 @@ def save_trainer(path, trainer: Trainer) -> None:
     meta = {
         "kind": "training",
         "model": model_meta,
-        "optimizer": {"name": opt.name, "hyperparameters": opt.hyperparameters(), "t": opt.t},
+        "optimizer": {"name": opt.name, "hyperparameters": opt.hyperparameters(), "t": opt.t,
+                      "moments": "sums"},  # Adam's m and v are the decaying sums of eq. adam-sums
         "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
                     "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
                     "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
@@ -111,6 +112,9 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
             if value.shape != model.params.data.shape or value.dtype != model.dtype:
                 raise ValueError(f"optimizer.{key}: expected shape {model.params.data.shape} {model.dtype}, "
                                  f"got {value.shape} {value.dtype}")
+        if opt["name"] == "adam" and opt.get("moments") != "sums":  # a file written when Adam kept averages
+            moments = {"m": moments["m"] / (1.0 - trainer.optimizer.beta1),  # M = m / (1 - beta1), eq. adam-sums
+                       "v": moments["v"] / (1.0 - trainer.optimizer.beta2)}
         trainer.optimizer.load_state({key: to_device(value, device) for key, value in moments.items()},
                                      check_int("optimizer.t", opt["t"], 0))
         trainer.epoch = check_int("trainer.epoch", state["epoch"], 0)

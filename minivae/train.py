@@ -118,22 +118,22 @@ class Trainer:
         return loss
 
     def _check_finite(self, loss):
-        """Stop at a non-finite loss or gradient; one sum watches the whole gradient buffer.
+        """Stop at a non-finite loss or gradient; one reduction watches the whole gradient buffer.
 
         On the CPU every step is checked. On a GPU, reading a value back waits for
-        the device, so the sums are added up on the device and checked only when the
-        loss is read (every ``log_every`` steps): a NaN or infinity anywhere makes the
-        total non-finite, and the error names the steps since the last check.
+        the device, so the verdicts are combined on the device and read only with
+        the loss (every ``log_every`` steps); the error then names the steps since
+        the last check.
         """
-        grad_sum = self.model.params.grad.sum()
+        xp = get_array_module(self.model.params.grad)
+        grad_ok = xp.isfinite(self.model.params.grad).all()  # a 0-d boolean array, not yet read
         if self.model.device != "cpu":
-            self._unchecked = grad_sum if self._unchecked is None else self._unchecked + grad_sum
+            self._unchecked = grad_ok if self._unchecked is None else self._unchecked & grad_ok
             if loss is None:
                 return
-            grad_sum, self._unchecked = self._unchecked, None
-        xp = get_array_module(grad_sum)
+            grad_ok, self._unchecked = self._unchecked, None
         loss_ok = loss is None or bool(xp.isfinite(loss))
-        if not (loss_ok and bool(xp.isfinite(grad_sum))):
+        if not (loss_ok and bool(grad_ok)):
             what = "gradient" if loss_ok else "loss"
             raise NonFiniteError(
                 f"non-finite {what} at step {self.step_count + 1} (epoch {self.epoch + 1})"

@@ -27,7 +27,7 @@ def check_int(name: str, value, minimum: int = 1) -> int:
 
 
 def check_float(name: str, value, minimum: float | None = None, maximum: float | None = None,
-                strict_minimum: bool = False) -> float:
+                strict_minimum: bool = False, strict_maximum: bool = False) -> float:
     """A finite real number (not a bool) in the given range, returned as a Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
@@ -36,8 +36,8 @@ def check_float(name: str, value, minimum: float | None = None, maximum: float |
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
         raise ValueError(f"{name}: expected a number {'>' if strict_minimum else '>='} {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name}: expected a number <= {maximum}, got {value}")
+    if maximum is not None and (value >= maximum if strict_maximum else value > maximum):
+        raise ValueError(f"{name}: expected a number {'<' if strict_maximum else '<='} {maximum}, got {value}")
     return value
 
 

@@ -102,3 +102,25 @@ def test_unknown_optimizer_is_named():
     params, _ = make_buffer(0)
     with pytest.raises(ValueError, match="optimizer:"):
         make_optimizer("rmsprop", params)
+
+
+@given(seed=st.integers(0, 2**31), beta1=st.floats(0.0, 0.99), beta2=st.floats(0.5, 0.9999), steps=st.integers(1, 6))
+def test_adam_keeps_the_moments_as_decaying_sums(seed, beta1, beta2, steps):
+    """M = m / (1 - beta1) and V = v / (1 - beta2) (eq. adam-sums), with m and v the averages of eq. adam."""
+    params, rng = make_buffer(seed)
+    opt = Adam(params, lr=1e-2, beta1=beta1, beta2=beta2)
+    m, v = np.zeros(params.size), np.zeros(params.size)
+    for _ in range(steps):
+        g = rng.normal(size=params.size)
+        params.grad[:] = g
+        opt.step()
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+    np.testing.assert_allclose(opt.state()["m"] * (1 - beta1), m, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(opt.state()["v"] * (1 - beta2), v, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["beta1", "beta2"])
+def test_adam_refuses_a_beta_of_one(name):
+    params, _ = make_buffer(0)
+    with pytest.raises(ValueError, match=f"^{name}: expected a number < 1.0, got 1.0"):
+        Adam(params, **{name: 1.0})

@@ -140,7 +140,9 @@ def test_on_a_gpu_the_guard_waits_for_the_loss_and_still_catches_a_nan_in_betwee
     trainer._step(ws, 1.0, need_loss=False)
     model.params.grad[3] = np.nan
     trainer._check_finite(None)  # a NaN gradient, but no loss is read: no synchronisation, no check yet
-    assert trainer._unchecked is not None and np.isnan(trainer._unchecked)
+    model.params.grad[3] = 0.0
+    trainer._check_finite(None)  # a finite step after it does not clear the verdict
+    assert trainer._unchecked is not None and not trainer._unchecked  # the verdict, kept on the device
     with pytest.raises(NonFiniteError, match="or in the steps since the last check"):
         trainer._check_finite(np.float32(1.0))  # the loss is read: the NaN in the running sum is found
     assert trainer._unchecked is None
