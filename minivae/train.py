@@ -77,7 +77,8 @@ class Trainer:
         self.step_count = 0
         self.history = History()
         self._reseed_noise()
-        self._unchecked = None  # on a GPU: the sum of the gradients since the last check (see _check_finite)
+        self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see _check_finite)
+        self._finite = model.params.xp.empty(model.params.size, dtype=bool)  # isfinite(grad), reused every step
 
     def _reseed_noise(self):
         """The generator of the step's noise: the trainer's own on the CPU, one on the GPU that draws there.
@@ -126,7 +127,7 @@ class Trainer:
         the last check.
         """
         xp = get_array_module(self.model.params.grad)
-        grad_ok = xp.isfinite(self.model.params.grad).all()  # a 0-d boolean array, not yet read
+        grad_ok = xp.isfinite(self.model.params.grad, out=self._finite).all()  # a 0-d boolean array, not yet read
         if self.model.device != "cpu":
             self._unchecked = grad_ok if self._unchecked is None else self._unchecked & grad_ok
             if loss is None:
