@@ -56,24 +56,31 @@ class MinivaeStep:
         self.trainer._step(self.ws, 1.0, need_loss=self.i % 10 == 0)
 
 
+def torch_vae(torch):
+    """The benchmark's VAE in PyTorch (also used by bench_gpu.py): its modules and its loss, the negative ELBO."""
+    import torch.nn.functional as F
+
+    net = torch.nn.ModuleDict({"enc": torch.nn.Linear(D, H), "head": torch.nn.Linear(H, 2 * K),
+                               "dec": torch.nn.Linear(K, H), "out": torch.nn.Linear(H, D)})
+
+    def loss_fn(x, noise):
+        mu, log_var = net["head"](F.relu(net["enc"](x))).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * log_var) * noise
+        logits = net["out"](F.relu(net["dec"](z)))
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kl = 0.5 * (mu * mu + log_var.exp() - 1.0 - log_var).sum()
+        return (nll + kl) / x.shape[0]
+
+    return net, loss_fn
+
+
 class TorchStep:
     def __init__(self, batch, kind):
         import torch
-        import torch.nn.functional as F
 
         torch.manual_seed(0)
         self.torch = torch
-        net = torch.nn.ModuleDict({"enc": torch.nn.Linear(D, H), "head": torch.nn.Linear(H, 2 * K),
-                                   "dec": torch.nn.Linear(K, H), "out": torch.nn.Linear(H, D)})
-
-        def loss_fn(x, noise):
-            mu, log_var = net["head"](F.relu(net["enc"](x))).chunk(2, dim=1)
-            z = mu + torch.exp(0.5 * log_var) * noise
-            logits = net["out"](F.relu(net["dec"](z)))
-            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-            kl = 0.5 * (mu * mu + log_var.exp() - 1.0 - log_var).sum()
-            return (nll + kl) / x.shape[0]
-
+        net, loss_fn = torch_vae(torch)
         self.loss_fn = torch.compile(loss_fn) if kind == "compile" else loss_fn
         self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if kind in ("fused", "compile") else None)  # None: torch's default
         self.x = torch.from_numpy(_data(batch))

@@ -51,7 +51,8 @@ import numpy as np
 
 from minivae.backend import array_module, cuda_status
 
-D, H, K = 784, 400, 20
+from bench_cpu import D, H, K, _data, torch_vae  # the same model, data and PyTorch twin as on the CPU
+
 BATCHES = (128, 1024, 8192)
 CONTENDERS = ("minivae-plain", "minivae-fused", "torch-eager", "torch-fused", "cublas-floor")
 #: Every measurement runs at least this many steps, and about TARGET_S seconds (QUICK_TARGET_S with --quick).
@@ -63,10 +64,6 @@ COUNT_BATCH = 128
 #: The targets, each (batch, limit).
 TARGET_VS_TORCH = (128, 1.5)  # minivae-fused examples/s >= 1.5 x the faster torch eager
 TARGET_VS_FLOOR = (8192, 1.2)  # minivae-fused seconds/step <= 1.2 x cublas-floor's
-
-
-def _data(batch, seed=0):
-    return (np.random.default_rng(seed).random((batch, D)) < 0.3).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- contenders
@@ -99,21 +96,11 @@ class TorchStep:
 
     def __init__(self, batch, fused, device):
         import torch
-        import torch.nn.functional as F
 
         torch.manual_seed(0)
         self.torch, self.device, self.batch = torch, device, batch
-        net = torch.nn.ModuleDict({"enc": torch.nn.Linear(D, H), "head": torch.nn.Linear(H, 2 * K),
-                                   "dec": torch.nn.Linear(K, H), "out": torch.nn.Linear(H, D)}).to(device)
-
-        def loss_fn(x, noise):
-            mu, log_var = net["head"](F.relu(net["enc"](x))).chunk(2, dim=1)
-            z = mu + torch.exp(0.5 * log_var) * noise
-            logits = net["out"](F.relu(net["dec"](z)))
-            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-            kl = 0.5 * (mu * mu + log_var.exp() - 1.0 - log_var).sum()
-            return (nll + kl) / x.shape[0]
-
+        net, loss_fn = torch_vae(torch)
+        net.to(device)  # in place: loss_fn uses these modules
         self.loss_fn = loss_fn
         # fused=None, not False: an explicit False also turns off the foreach update that is the default on a GPU
         self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if fused else None)

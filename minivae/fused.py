@@ -59,7 +59,7 @@ def compile_options(dtype) -> tuple:
     if dtype not in REAL_TYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
     return (f"-Dreal={REAL_TYPES[dtype]}", f"-DLEAKY_SLOPE={LEAKY_SLOPE!r}", f"-DLOG_VAR_LIMIT={LOG_VAR_LIMIT!r}",
-            f"-DLOG_2PI={LOG_2PI!r}")
+            f"-DLOG_2PI={LOG_2PI!r}", f"-I{KERNEL_DIR}")  # -I: the shared header log_var_clamp.cuh
 
 
 def kernel_source(file: str) -> str:

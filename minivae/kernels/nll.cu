@@ -13,24 +13,11 @@
 #ifndef real
 #error "compile with -Dreal=float or -Dreal=double (see minivae.fused.compile_options)"
 #endif
-#ifndef LOG_VAR_LIMIT
-#error "compile with -DLOG_VAR_LIMIT=... (minivae.reparam.LOG_VAR_LIMIT, see minivae.fused.compile_options)"
-#endif
 #ifndef LOG_2PI
 #error "compile with -DLOG_2PI=... (minivae.likelihoods.LOG_2PI, see minivae.fused.compile_options)"
 #endif
 
-// clip(v, -L, L), L = LOG_VAR_LIMIT                                  (eq. logvar-clamp)
-__device__ __forceinline__ real clamp_log_var(real v) {
-    const real limit = real(LOG_VAR_LIMIT);
-    return v < -limit ? -limit : (v > limit ? limit : v);
-}
-
-// [-L < v < L]: where the clip is the identity and passes the gradient   (eq. logvar-clamp)
-__device__ __forceinline__ real inside_clamp(real v) {
-    const real limit = real(LOG_VAR_LIMIT);
-    return (v > -limit && v < limit) ? real(1) : real(0);
-}
+#include "log_var_clamp.cuh"  // clamp_log_var, inside_clamp (eq. logvar-clamp)
 
 // For every element (s, n, d), with l = logits[s, n, d] and the shared x[n, d]:
 //     dlogits = scale (sigma(l) - x) = scale (tanh(l / 2) / 2 + 1/2 - x)     (eq. bern-grad, sigmoid-fwd)

@@ -13,21 +13,8 @@
 #ifndef real
 #error "compile with -Dreal=float or -Dreal=double (see minivae.fused.compile_options)"
 #endif
-#ifndef LOG_VAR_LIMIT
-#error "compile with -DLOG_VAR_LIMIT=... (minivae.reparam.LOG_VAR_LIMIT, see minivae.fused.compile_options)"
-#endif
 
-// clip(v, -L, L), L = LOG_VAR_LIMIT                                  (eq. logvar-clamp)
-__device__ __forceinline__ real clamp_log_var(real v) {
-    const real limit = real(LOG_VAR_LIMIT);
-    return v < -limit ? -limit : (v > limit ? limit : v);
-}
-
-// [-L < v < L]: where the clip is the identity and passes the gradient   (eq. logvar-clamp)
-__device__ __forceinline__ real inside_clamp(real v) {
-    const real limit = real(LOG_VAR_LIMIT);
-    return (v > -limit && v < limit) ? real(1) : real(0);
-}
+#include "log_var_clamp.cuh"  // clamp_log_var, inside_clamp (eq. logvar-clamp)
 
 // For every example n (one thread each, looping over its K latent dimensions and S samples):
 //     log_var = clip(log_var_raw, -L, L)                              (eq. logvar-clamp)
