@@ -95,31 +95,35 @@ class TorchStep:
 
 
 class GemmFloor:
-    """The 11 matrix products of the step, forward and backward, into preallocated outputs."""
+    """The 11 matrix products of the step, forward and backward, into preallocated outputs.
 
-    def __init__(self, batch, hidden=H):
+    ``xp`` is NumPy here; bench_gpu.py passes CuPy for the cuBLAS floor.
+    """
+
+    def __init__(self, batch, hidden=H, xp=None):
         import numpy as np
 
+        xp = np if xp is None else xp
         rng = np.random.default_rng(0)
         f32 = np.float32
-        self.np = np
-        self.x = _data(batch)
+        self.xp = xp
+        self.x = xp.asarray(_data(batch))
         # Scaled so no product overflows or underflows to denormals (which are slow): values like a real step's.
-        self.W = [rng.standard_normal(s, dtype=f32) / float(np.sqrt(s[0]))  # a Python float keeps float32
+        self.W = [xp.asarray(rng.standard_normal(s, dtype=f32) / float(np.sqrt(s[0])))  # a Python float keeps float32
                   for s in ((D, hidden), (hidden, 2 * K), (K, hidden), (hidden, D))]
         shapes = {"h": (batch, hidden), "o": (batch, 2 * K), "z": (batch, K), "g": (batch, hidden),
                   "l": (batch, D), "dg": (batch, hidden), "dz": (batch, K), "dh": (batch, hidden)}
-        self.b = {k: rng.standard_normal(s, dtype=f32) for k, s in shapes.items()}
-        self.dW = [np.zeros_like(w) for w in self.W]
+        self.b = {k: xp.asarray(rng.standard_normal(s, dtype=f32)) for k, s in shapes.items()}
+        self.dW = [xp.zeros_like(w) for w in self.W]
         assert all(a.dtype == f32 for a in [*self.W, *self.b.values(), *self.dW])
 
     def __call__(self):
-        mm, b, W, dW = self.np.matmul, self.b, self.W, self.dW
-        mm(self.x, W[0], out=b["h"])
+        mm, b, W, dW = self.xp.matmul, self.b, self.W, self.dW
+        mm(self.x, W[0], out=b["h"])  # forward: encoder, head, decoder, output layer
         mm(b["h"], W[1], out=b["o"])
         mm(b["z"], W[2], out=b["g"])
         mm(b["g"], W[3], out=b["l"])
-        mm(b["g"].T, b["l"], out=dW[3])
+        mm(b["g"].T, b["l"], out=dW[3])  # backward: output layer, decoder, head, encoder
         mm(b["l"], W[3].T, out=b["dg"])
         mm(b["z"].T, b["dg"], out=dW[2])
         mm(b["dg"], W[2].T, out=b["dz"])

@@ -51,7 +51,7 @@ import numpy as np
 
 from minivae.backend import array_module, cuda_status
 
-from bench_cpu import D, H, K, _data, torch_vae  # the same model, data and PyTorch twin as on the CPU
+from bench_cpu import D, H, K, _data, torch_vae, GemmFloor as CpuGemmFloor  # the same model, data and PyTorch twin as on the CPU
 
 BATCHES = (128, 1024, 8192)
 CONTENDERS = ("minivae-plain", "minivae-fused", "torch-eager", "torch-fused", "cublas-floor")
@@ -114,38 +114,14 @@ class TorchStep:
         self.opt.step()
 
 
-class GemmFloor:
-    """The 11 matrix products of the step, forward and backward, into preallocated outputs (as in bench_cpu.py)."""
+class GemmFloor(CpuGemmFloor):
+    """The 11 matrix products of the step, forward and backward, into preallocated outputs (bench_cpu.py's, on xp)."""
 
     def __init__(self, batch, xp):
-        rng = np.random.default_rng(0)
-        f32 = np.float32
-        self.xp = xp
-        self.x = xp.asarray(_data(batch))
-        # Scaled so no product overflows or underflows to denormals: values like a real step's.
-        self.W = [xp.asarray(rng.standard_normal(s, dtype=f32) / float(np.sqrt(s[0])))
-                  for s in ((D, H), (H, 2 * K), (K, H), (H, D))]
-        shapes = {"h": (batch, H), "o": (batch, 2 * K), "z": (batch, K), "g": (batch, H),
-                  "l": (batch, D), "dg": (batch, H), "dz": (batch, K), "dh": (batch, H)}
-        self.b = {k: xp.asarray(rng.standard_normal(s, dtype=f32)) for k, s in shapes.items()}
-        self.dW = [xp.zeros_like(w) for w in self.W]
-        assert all(a.dtype == f32 for a in [*self.W, *self.b.values(), *self.dW])
+        super().__init__(batch, H, xp)
 
-    def __call__(self):
-        mm, b, W, dW = self.xp.matmul, self.b, self.W, self.dW
-        mm(self.x, W[0], out=b["h"])  # forward: encoder, head, decoder, output layer
-        mm(b["h"], W[1], out=b["o"])
-        mm(b["z"], W[2], out=b["g"])
-        mm(b["g"], W[3], out=b["l"])
-        mm(b["g"].T, b["l"], out=dW[3])  # backward: output layer, decoder, head, encoder
-        mm(b["l"], W[3].T, out=b["dg"])
-        mm(b["z"].T, b["dg"], out=dW[2])
-        mm(b["dg"], W[2].T, out=b["dz"])
-        mm(b["h"].T, b["o"], out=dW[1])
-        mm(b["o"], W[1].T, out=b["dh"])
-        mm(self.x.T, b["dh"], out=dW[0])
-
-    step_without_loss = __call__
+    def step_without_loss(self):
+        self()
 
 
 # --------------------------------------------------------------------------- clocks
