@@ -23,6 +23,7 @@ the argument rather than copied behind the caller's back.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,8 +64,15 @@ def compile_options(dtype) -> tuple:
 
 
 def kernel_source(file: str) -> str:
-    """The CUDA source of one of the files of :data:`KERNELS`."""
-    return (KERNEL_DIR / file).read_text(encoding="utf-8")
+    """The CUDA source of one of the files of :data:`KERNELS`, with its ``#include "*.cuh"`` lines replaced by the
+    headers themselves.
+
+    CuPy keys its on-disk cache of compiled kernels on the source text and the options; a header found through
+    ``-I`` would not be part of the key, and an edited header would go unnoticed.
+    """
+    text = (KERNEL_DIR / file).read_text(encoding="utf-8")
+    return re.sub(r'(?m)^#include "([\w.]+\.cuh)".*$', lambda m: (KERNEL_DIR / m.group(1)).read_text(encoding="utf-8"),
+                  text)
 
 
 def n_blocks(n_threads: int) -> int:

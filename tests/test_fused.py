@@ -83,6 +83,21 @@ def test_kernels_compile_to_ptx(file, dtype, tmp_path):
         assert not doubles, f"the float32 build of {file} computes in double precision: {doubles[:5]}"
 
 
+@pytest.mark.parametrize("file", sorted(KERNELS))
+def test_the_source_compiled_at_run_time_carries_its_headers(file, tmp_path):
+    """NVRTC gets kernel_source(): headers inlined, so CuPy's cache key (source + options) changes with them."""
+    source = kernel_source(file)
+    assert '#include "' not in source
+    if nvcc is None:
+        pytest.skip("nvcc is not installed: the inlined source is not compiled here")
+    inlined = tmp_path / file  # compiled without the -I option: nothing left to find
+    inlined.write_text(source)
+    options = [o for o in compile_options(np.float32) if not o.startswith("-I")]
+    result = subprocess.run([nvcc, "-ptx", "-arch=compute_80", *options, str(inlined), "-o", str(tmp_path / "k.ptx")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 # =========================================================================== 2. host: the sources as C++
 
 
