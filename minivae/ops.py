@@ -34,7 +34,7 @@ from typing import NamedTuple
 from .backend import get_array_module
 from .kl import kl_backward, kl_forward
 from .layers import LEAKY_SLOPE
-from .likelihoods import LOG_2PI
+from .likelihoods import bernoulli_nll_forward, gaussian_nll_backward, gaussian_nll_forward
 from .reparam import clamp_log_var_backward, clamp_log_var_forward, reparameterize_backward, reparameterize_forward, \
     split_head
 
@@ -151,7 +151,7 @@ class PlainOps:
         dlogits += half_minus_x  # broadcast over the S samples
         if not need_loss:
             return None
-        return (xp.logaddexp(logits, 0.0) - x * logits).sum()
+        return bernoulli_nll_forward(logits, x)[0].sum()  # eq. bern-nll, the reference
 
     def gaussian_grad(self, mean, log_var, x, scale: float, dmean, dlog_var, need_loss: bool):
         r"""The Gaussian NLL's gradients (eq. ``gauss-grad``), times ``scale``, written in place.
@@ -163,19 +163,9 @@ class PlainOps:
         ``need_loss``, else ``None``.
         """
         xp = get_array_module(mean)
-        clamped, inside = clamp_log_var_forward(log_var)
-        inv_var = xp.exp(-clamped)
-        diff = mean - x
-        xp.multiply(diff, inv_var, out=dmean)  # (m - x) / sigma^2
-        per_elem = 0.5 * (1.0 - diff * dmean) * scale  # d/dlog_var, per element
-        per_elem *= inside
-        axes = tuple(i for i in range(3) if log_var.shape[i] == 1 and per_elem.shape[i] != 1)
-        dlog_var[...] = per_elem.sum(axis=axes, keepdims=True) if axes else per_elem
-        loss = None
-        if need_loss:
-            loss = (0.5 * (LOG_2PI + clamped + diff * dmean)).sum()  # clamped broadcasts: once per element
-        dmean *= scale
-        return loss
+        nll, cache = gaussian_nll_forward(mean, log_var, x)  # the reference pair, unchanged
+        dmean[...], dlog_var[...] = gaussian_nll_backward(xp.full(nll.shape, scale, dtype=mean.dtype), cache)
+        return nll.sum() if need_loss else None
 
     # ------------------------------------------------------------ Adam
 
