@@ -18,6 +18,13 @@ Contenders:
   torch-fused    PyTorch eager, torch.optim.Adam(fused=True)
   torch-compile  torch.compile'd forward + loss, fused Adam (where it works)
   gemm-floor     the step's 11 matrix products alone (NumPy float32, preallocated outputs)
+
+Tables: examples/s of each contender and the efficiency (floor time / minivae
+time); where the step's time goes (the step, and each of its parts timed alone:
+the products, forward+backward, the non-finite guard, the Adam update and two
+of its ten passes, and PyTorch's fused Adam update for comparison); the step's
+memory; its scaling in batch and width; and the importance-weighted
+log-likelihood against the same estimate in PyTorch.
 """
 
 from __future__ import annotations
@@ -54,6 +61,28 @@ class MinivaeStep:
     def __call__(self):
         self.i += 1
         self.trainer._step(self.ws, 1.0, need_loss=self.i % 10 == 0)
+
+    def parts(self):
+        """The step's parts, each callable alone (the breakdown table). Time them between :meth:`save` and
+        :meth:`restore`: Adam repeated on one gradient walks the parameters away from a trained model's."""
+        import numpy as np
+
+        tr, opt = self.trainer, self.trainer.optimizer
+        return {"forward+backward": lambda: tr._fast(self.ws, tr.noise_rng, 1.0, need_loss=False),
+                "guard": lambda: tr._check_finite(None),
+                "adam": opt.step,
+                "sqrt": lambda: np.sqrt(opt.v, out=opt._scratch),  # one of Adam's ten passes
+                "multiply": lambda: np.multiply(opt.m, 1.0, out=opt._scratch)}  # another, for comparison
+
+    def save(self):
+        opt = self.trainer.optimizer
+        self._saved = [a.copy() for a in (opt.params.data, opt.m, opt.v)], opt.t
+
+    def restore(self):
+        opt = self.trainer.optimizer
+        arrays, opt.t = self._saved
+        for target, saved in zip((opt.params.data, opt.m, opt.v), arrays):
+            target[...] = saved
 
 
 def torch_vae(torch):
@@ -92,6 +121,9 @@ class TorchStep:
         loss = self.loss_fn(self.x, noise)
         loss.backward()
         self.opt.step()
+
+    def parts(self):
+        return {"adam": self.opt.step}  # the gradients of the last step are still there
 
 
 class GemmFloor:
@@ -245,6 +277,14 @@ def worker(conn, threads):
                 conn.send(("ok", None))
             elif cmd == "time":
                 conn.send(("ok", _time(made[key], args[0])))
+            elif cmd == "time-part":  # one part of a made contender: args (target_s, part name)
+                contender = made[key]
+                if hasattr(contender, "save"):
+                    contender.save()
+                seconds = _time(contender.parts()[args[1]], args[0])
+                if hasattr(contender, "save"):
+                    contender.restore()
+                conn.send(("ok", seconds))
             elif cmd == "memory":
                 conn.send(("ok", _memory(*args)))
             elif cmd == "info":
@@ -304,14 +344,52 @@ SETTLE_S = 0.3
 
 
 def interleaved(pool, keys, repeats, target_s):
-    """Median seconds per call for each key, timing the keys in rotating order every repeat."""
+    """Median seconds per call for each key, timing the keys in rotating order every repeat.
+
+    A key is a made contender's key, or ``("part", key, name)`` for one part of it (``parts()``).
+    """
     times = {key: [] for key in keys}
     for r in range(repeats):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for key in order:
             time.sleep(SETTLE_S)  # let the previous contender's spinning BLAS/OpenMP threads go to sleep
-            times[key].append(pool.ask(key[0], "time", key, (target_s,)))
+            if key[0] == "part":
+                times[key].append(pool.ask(key[1][0], "time-part", key[1], (target_s, key[2])))
+            else:
+                times[key].append(pool.ask(key[0], "time", key, (target_s,)))
     return {key: statistics.median(t) for key, t in times.items()}
+
+
+def breakdown(pool, batches, repeats, target_s, have_torch):
+    """The table of where the step's time goes: the step, and each of its parts timed alone."""
+    parts = ("forward+backward", "guard", "adam", "sqrt", "multiply")
+    print(f"\nWhere the step's time goes (ms per call, median of {repeats} interleaved repeats; each part timed alone)")
+    print(f"{'batch':>6} {'step':>7} {'products':>9} {'fwd+bwd':>8} {'guard':>6} {'adam':>6} {'sqrt':>6} "
+          f"{'multiply':>9} {'parts summed':>13} {'rest':>6} {'torch fused adam':>17}")
+    for batch in batches:
+        step, floor = ("minivae", batch), ("gemm-floor", batch)
+        keys = [step, floor] + [("part", step, name) for name in parts]
+        for key in (step, floor):
+            pool.ask(key[0], "make", key, (batch,))
+        if have_torch:
+            torch_key = ("torch-fused", batch)
+            pool.ask("torch-fused", "make", torch_key, (batch,))
+            keys.append(("part", torch_key, "adam"))
+        t = {key[2] if key[0] == "part" and key[1] == step else key: value * 1e3
+             for key, value in interleaved(pool, keys, repeats, target_s).items()}
+        summed = t["forward+backward"] + t["guard"] + t["adam"]
+        torch_adam = f"{t[keys[-1]]:.2f}" if have_torch else "-"
+        print(f"{batch:>6} {t[step]:>7.2f} {t[floor]:>9.2f} {t['forward+backward']:>8.2f} {t['guard']:>6.2f} "
+              f"{t['adam']:>6.2f} {t['sqrt']:>6.3f} {t['multiply']:>9.3f} {summed:>13.2f} {t[step] - summed:>6.2f} "
+              f"{torch_adam:>17}")
+
+
+def _positive_int(text):
+    """An argparse type: a positive integer (bench_gpu.py uses it too)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def fmt(x):
@@ -321,13 +399,17 @@ def fmt(x):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile, smaller tables")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=_positive_int, default=2, help="threads for every contender (default 2)")
+    parser.add_argument("--repeats", type=_positive_int, default=None,
+                        help="interleaved repeats (default 7, or 3 with --quick)")
+    parser.add_argument("--batches", type=_positive_int, nargs="+", default=None,
+                        help="batch sizes of the first two tables (default 32 128 512 4096; 32 128 4096 for the second)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
     target = 0.05 if args.quick else 0.25
-    batches = (32, 128, 512, 4096)
+    batches = args.batches or (32, 128, 512, 4096)
+    breakdown_batches = args.batches or ((128,) if args.quick else (32, 128, 4096))
 
     try:
         import torch  # noqa: F401
@@ -367,6 +449,8 @@ def main(argv=None):
             ratio = f"{rate['minivae'] / max(torch_rates):.2f}x" if torch_rates else "-"
             efficiency = t[("gemm-floor", batch)] / t[("minivae", batch)]
             print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
+
+        breakdown(pool, breakdown_batches, repeats, target, have_torch)
 
         print("\nminivae step memory (tracemalloc: NumPy allocations; page faults from getrusage)")
         print(f"{'batch':>6} {'peak within a step':>19} {'growth over 200 steps':>22} {'page faults/step':>17}")

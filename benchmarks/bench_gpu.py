@@ -51,7 +51,7 @@ import numpy as np
 
 from minivae.backend import array_module, cuda_status
 
-from bench_cpu import D, H, K, _data, torch_vae, GemmFloor as CpuGemmFloor  # the same model, data and PyTorch twin as on the CPU
+from bench_cpu import D, H, K, _data, _positive_int, torch_vae, GemmFloor as CpuGemmFloor  # the same model, data and PyTorch twin as on the CPU
 
 BATCHES = (128, 1024, 8192)
 CONTENDERS = ("minivae-plain", "minivae-fused", "torch-eager", "torch-fused", "cublas-floor")
@@ -380,13 +380,6 @@ def target_lines(t, batches):
         verdict = "not measured" + ("" if batch in batches else f" (batch {batch} not run)")
     lines.append(f"  minivae-fused step time at batch {batch}: at most {limit}x the cuBLAS floor's;  {verdict}")
     return lines
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def main(argv=None):

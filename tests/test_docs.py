@@ -129,3 +129,17 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"sphinx failed (rc={result.returncode}):\n{result.stdout}\n{result.stderr}"
     assert (tmp_path / "html" / "index.html").is_file()
+
+
+def test_the_performance_page_documents_every_benchmark_and_its_goals():
+    # Each script in benchmarks/ has its section on the page: how to run it, what it times, the goals and what was
+    # measured (or that nothing was yet).
+    page = (DOCS / "performance.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert scripts == ["bench_cpu.py", "bench_gpu.py"], scripts
+    for script in scripts:
+        assert f"python benchmarks/{script}" in page, f"the performance page does not say how to run {script}"
+    for heading in ("## Measured", "## What bounds the step now", "## The goals, against what NumPy allows", "## GPU",
+                    "### Measured on a GPU"):
+        assert f"\n{heading}\n" in page, f"the performance page lost its section {heading!r}"
+    assert "Where the step's time goes" in page  # the breakdown table, as printed
