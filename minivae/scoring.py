@@ -23,8 +23,11 @@ from .likelihoods import LOG_2PI
 from .reparam import reparameterize_forward
 from .validate import check_int
 
-#: Elements of the largest temporary (samples x examples x width) one chunk may allocate.
-CHUNK_ELEMENTS = 1 << 22
+#: Elements of the largest temporary (samples x examples x width) one chunk may allocate. At 2^18
+#: (1 MiB in float32) the allocator reuses the freed temporaries chunk after chunk; at 2^22 it handed
+#: them back to the system after each chunk and every page faulted in again, tens of thousands of
+#: faults per call and about 1.4 times the time (docs/performance.md).
+CHUNK_ELEMENTS = 1 << 18
 
 
 def log_normal(z, mu, log_var):

@@ -7,8 +7,8 @@ from scipy.special import expit
 
 from conftest import GRAD_TOL
 from minivae.gradcheck import numerical_vjp, relative_error
-from minivae.layers import (ACTIVATIONS, affine_backward, affine_forward, get_activation, sigmoid,
-                            softplus)
+from minivae.layers import (ACTIVATIONS, affine_backward, affine_forward, get_activation, log1p_unit,
+                            sigmoid, softplus)
 
 seeds = st.integers(0, 2**32 - 1)
 sizes = st.integers(1, 6)
@@ -147,3 +147,40 @@ def test_smooth_activation_backward_is_finite_at_extreme_inputs(name):
 def test_unknown_activation_is_refused_by_name(name):
     with pytest.raises(ValueError, match=r"^activation: expected one of"):
         get_activation(name)
+
+
+# --------------------------------------------------------------------------- log(1 + u) in float32 (eq. log1p-unit)
+
+
+def ulps_from(y32, exact):
+    """|y - exact| in units of the float32 spacing at the exact value."""
+    return np.abs(y32.astype(np.float64) - exact) / np.spacing(exact.astype(np.float32)).astype(np.float64)
+
+
+#: Inputs where the sum 1 + u loses all, most or none of u: 0, subnormals, around 2^-24 (half an ulp of 1), 1.
+LOG1P_EDGES = np.float32([0.0, 1e-45, 1e-40, 1e-30, 2.0**-26, 2.0**-25, 2.0**-24, 1.5 * 2.0**-24, 2.0**-23,
+                          3.0 * 2.0**-23, 1e-6, 1e-3, 0.5, 1.0 - 2.0**-24, 1.0])
+
+
+@given(seed=seeds, n=st.integers(1, 200), scale=st.floats(0.0, 60.0))
+def test_log1p_unit_float32_is_within_8_ulps_of_log1p(seed, n, scale):
+    u = np.exp(-scale * np.random.default_rng(seed).random(n)).astype(np.float32)
+    u = np.concatenate([u, LOG1P_EDGES])
+    y = log1p_unit(u)
+    assert y.dtype == np.float32
+    # log(w) alone is off by up to 2^23 ulps where 1 + u rounds to 1; without the correction c/w by up to one ulp of
+    # 1, i.e. thousands of ulps of a small result. NumPy's float32 log adds up to ~4 ulps depending on the CPU.
+    assert ulps_from(y, np.log1p(u.astype(np.float64))).max() <= 8
+    assert log1p_unit(np.float32([2.0**-30]))[0] == np.float32(2.0**-30)  # 1 + u rounds to 1: the result is u
+
+
+def test_log1p_unit_float64_is_log1p():
+    u = np.exp(-np.linspace(0, 700, 1001))
+    assert np.array_equal(log1p_unit(u), np.log1p(u))
+
+
+def test_softplus_float32_stays_within_a_few_ulps_of_float64():
+    x = np.linspace(-80.0, 80.0, 100_001).astype(np.float32)  # e^-80 is still a normal float32
+    exact = np.logaddexp(0.0, x.astype(np.float64))
+    assert softplus(x).dtype == np.float32
+    assert ulps_from(softplus(x), exact).max() <= 8
