@@ -75,8 +75,10 @@ def test_memory_scaling_and_scoring_tables_are_printed(quick_run):
     assert [row["batch"] for row in memory] == ["128", "4096"]
     lines = quick_run[quick_run.index("minivae step memory"):].splitlines()[2:4]
     for line in lines:  # batch, peak KiB, peak with the loss KiB, growth KiB, page faults per step
-        peak, peak_with_loss = float(line.split()[1]), float(line.split()[3])
-        assert 0 < peak < peak_with_loss, line  # the loss's reference NLL allocates logits-sized temporaries
+        batch, peak, peak_with_loss = int(line.split()[0]), float(line.split()[1]), float(line.split()[3])
+        assert 0 < peak <= peak_with_loss, line
+        if batch == 4096:  # the loss is taken in row blocks: less than one logits-sized (4096, 784) temporary
+            assert peak_with_loss < 4096 * 784 * 4 / 1024, line
     _, scaling = rows(quick_run, "Scaling of the minivae step")
     assert len(scaling) >= 2 and all(number(row["ms/step"]) > 0 for row in scaling)
     assert "Importance-weighted log-likelihood" in quick_run and "minivae " in quick_run

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minivae import fast
+from minivae import fast, ops
+from minivae.likelihoods import bernoulli_nll_forward
 from minivae.ops import PlainOps
 from minivae.layers import ACTIVATIONS
 from minivae.likelihoods import LIKELIHOODS
@@ -39,6 +40,20 @@ def test_fast_step_matches_the_reference(seed, activation, likelihood, depth, n_
         assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
     else:
         assert loss is None
+
+
+@given(seed=st.integers(0, 2**31), n_samples=st.integers(1, 3), n=st.integers(1, 9), d=st.integers(1, 7),
+       block=st.integers(1, 40), dtype=st.sampled_from(["float32", "float64"]))
+def test_bernoulli_loss_in_row_blocks_is_the_reference_sum(seed, n_samples, n, d, block, dtype):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 4.0, (n_samples, n, d)).astype(dtype)
+    x = rng.random((n, d)).astype(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ops, "LOSS_BLOCK_ELEMENTS", block)  # from one row per block to all rows in one
+        loss = PlainOps().bernoulli_grad(logits, x, 1.0, np.empty_like(logits), need_loss=True)
+    expected = bernoulli_nll_forward(logits.astype(np.float64), x.astype(np.float64))[0].sum()
+    assert loss.dtype == dtype
+    assert float(loss) == pytest.approx(expected, rel=1e-12 if dtype == "float64" else 1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
