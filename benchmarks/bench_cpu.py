@@ -225,8 +225,8 @@ def _time(fn, target_s):
 def _memory(batch):
     """Peak bytes NumPy allocates within a step without and with the loss, growth over 200 steps, page faults per step.
 
-    The trainer asks for the loss every 10th step; that step also runs the reference negative ELBO, whose
-    temporaries have the logits' size, so it is measured on its own.
+    The trainer asks for the loss every 10th step; that step also runs the reference negative ELBO (in blocks of
+    rows), so it is measured on its own.
     """
     import resource
     import tracemalloc

@@ -26,7 +26,7 @@ from .validate import check_int
 #: Elements of the largest temporary (samples x examples x width) one chunk may allocate. At 2^18
 #: (1 MiB in float32) the allocator reuses the freed temporaries chunk after chunk; at 2^22 it handed
 #: them back to the system after each chunk and every page faulted in again, tens of thousands of
-#: faults per call and about 1.4 times the time (docs/performance.md).
+#: faults per call and 1.2 to 1.3 times the time (docs/performance.md).
 CHUNK_ELEMENTS = 1 << 18
 
 
