@@ -5,10 +5,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minivae import fast, ops
-from minivae.likelihoods import bernoulli_nll_forward
 from minivae.ops import PlainOps
 from minivae.layers import ACTIVATIONS
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import LIKELIHOODS, bernoulli_nll_forward
 from minivae.model import VAE
 
 

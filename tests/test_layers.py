@@ -150,7 +150,7 @@ def test_unknown_activation_is_refused_by_name(name):
         get_activation(name)
 
 
-# --------------------------------------------------------------------------- log(1 + u) in float32 (eq. log1p-unit)
+# --------------------------------------------------------------------------- log(1 + u) by correction (eq. log1p-unit)
 
 
 def ulps_from(y, exact):
