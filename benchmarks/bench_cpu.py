@@ -2,6 +2,15 @@
 
     python benchmarks/bench_cpu.py            # full run (a few minutes; torch.compile adds ~1 min)
     python benchmarks/bench_cpu.py --quick    # a smoke run
+    python benchmarks/bench_cpu.py --tables step score --batches 32 128 4096   # the two comparisons only
+
+The NumPy workers run as a user's machine does: OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE, which some machines set to hold old OpenBLAS builds to a
+known kernel (on an AVX-512 CPU they force a current one onto its AVX2
+kernels), are removed from their environment before NumPy is imported.
+--machine-blas keeps them. The first lines say which, the OpenBLAS kernel
+the workers got (threadpoolctl's ``architecture``) and the CPU's vector
+extensions (as NumPy detects them).
 
 Model: the MNIST-shaped VAE, 784-400-20 with ReLU, Bernoulli decoder from
 logits, S = 1, Adam, float32, on synthetic binary data of MNIST's shape.
@@ -37,6 +46,10 @@ import sys
 import time
 
 D, H, K = 784, 400, 20
+
+#: Environment variables that pin OpenBLAS's kernel and cache size; a user's machine sets neither.
+FORCED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+TABLES = ("step", "breakdown", "memory", "scaling", "score")
 
 
 # --------------------------------------------------------------------------- workers (one process each)
@@ -251,8 +264,32 @@ def _memory(batch):
     return (*peaks, growth, faults / 200)
 
 
-def worker(conn, threads):
-    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+def worker_environment(environ, threads: int, machine_blas: bool = False) -> dict:
+    """The environment a worker runs NumPy (and PyTorch) in: ``threads`` threads; without the variables of
+    :data:`FORCED_BLAS_VARS` unless ``machine_blas`` (PyTorch reads neither, so removing them changes NumPy only)."""
+    env = {name: value for name, value in environ.items() if machine_blas or name not in FORCED_BLAS_VARS}
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    return env
+
+
+def cpu_vector_extensions() -> str:
+    """The CPU's SIMD extensions NumPy detected (``AVX2 FMA3 AVX512F ...``), the widest last."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # pragma: no cover - older NumPy
+        return "unknown"
+    names = [n for n in __cpu_features__ if __cpu_features__[n] and n.startswith(("SSE4", "AVX", "FMA"))]
+    return " ".join(names) or "none beyond SSE3"
+
+
+def worker(conn, threads, machine_blas=False):
+    if "numpy" in sys.modules:  # OpenBLAS reads its environment once, when NumPy loads it
+        conn.send(("error", "NumPy was imported before the worker could set its environment"))
+        return
+    env = worker_environment(os.environ, threads, machine_blas)
+    for name in [n for n in os.environ if n not in env]:
+        del os.environ[name]
+    os.environ.update(env)
     made = {}
     while True:
         msg = conn.recv()
@@ -296,7 +333,8 @@ def worker(conn, threads):
             elif cmd == "info":
                 import numpy  # noqa: F401  (so threadpoolctl sees its BLAS)
 
-                info = {}
+                info = {"blas_env": {name: os.environ.get(name) for name in FORCED_BLAS_VARS},
+                        "cpu": cpu_vector_extensions()}
                 try:
                     from threadpoolctl import threadpool_info
 
@@ -318,15 +356,17 @@ def worker(conn, threads):
 class Pool:
     """One worker process per contender."""
 
-    def __init__(self, threads):
+    def __init__(self, threads, machine_blas=False):
         self.ctx = mp.get_context("spawn")
         self.threads = threads
+        self.machine_blas = machine_blas
         self.procs = {}
 
     def ask(self, contender, cmd, key, args):
         if contender not in self.procs:
             parent, child = self.ctx.Pipe()
-            proc = self.ctx.Process(target=worker, args=(child, self.threads), daemon=True)
+            proc = self.ctx.Process(target=worker, args=(child, self.threads, self.machine_blas),
+                                    daemon=True)
             proc.start()
             self.procs[contender] = (proc, parent)
         conn = self.procs[contender][1]
@@ -411,6 +451,11 @@ def main(argv=None):
     parser.add_argument("--batches", type=_positive_int, nargs="+", default=None,
                         help="batch sizes of the first two tables (default 32 128 512 4096; 32 128 4096 for the second)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
+                        help="which tables to print (default all: %(default)s)")
+    parser.add_argument("--machine-blas", action="store_true",
+                        help=f"keep {' and '.join(FORCED_BLAS_VARS)} in the NumPy workers' environment "
+                             "(by default they are removed, as on a user's machine)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
     target = 0.05 if args.quick else 0.25
@@ -423,74 +468,99 @@ def main(argv=None):
         have_torch = True
     except ImportError:
         have_torch = False
-    pool = Pool(args.threads)
+    pool = Pool(args.threads, args.machine_blas)
     try:
         info = pool.ask("minivae", "info", None, ())
         print(f"threads: {args.threads}; NumPy BLAS: {info['blas']}")
+        forced = ", ".join(f"{name}={value}" for name, value in info["blas_env"].items() if value is not None)
+        print(f"OpenBLAS kernel variables in the NumPy workers: {forced or 'none'} "
+              f"({'kept from this machine, --machine-blas' if args.machine_blas else 'removed, as on a user machine'})")
+        print(f"CPU vector extensions (NumPy): {info['cpu']}")
         if have_torch:
             print(f"PyTorch: {pool.ask('torch-eager', 'info', None, ())['torch']}")
         else:
             print("PyTorch: not installed, its columns are skipped (pip install torch==2.13.0 for the CPU build)")
 
-        contenders = ["minivae", "gemm-floor"]
-        if have_torch:
-            contenders += ["torch-eager", "torch-fused"]
-            if not (args.quick or args.no_compile):
-                contenders.append("torch-compile")
-        print("\nTraining step, 784-400-20 ReLU, Bernoulli, S = 1, Adam, float32 "
-              f"(examples/s, median of {repeats} interleaved repeats)")
-        head = f"{'batch':>6} " + " ".join(f"{c:>14}" for c in contenders) + f" {'minivae/best torch':>19} {'efficiency':>11}"
-        print(head)
-        for batch in batches:
-            keys = []
-            for c in contenders:
-                try:
-                    pool.ask(c, "make", (c, batch), (batch,))
-                    keys.append((c, batch))
-                except RuntimeError as exc:
-                    print(f"  {c} at batch {batch} does not run here: {exc}")
-            t = interleaved(pool, keys, repeats, target)
-            rate = {c: batch / t[(c, batch)] if (c, batch) in t else None for c in contenders}
-            torch_rates = [rate[c] for c in contenders if c.startswith("torch") and rate[c]]
-            ratio = f"{rate['minivae'] / max(torch_rates):.2f}x" if torch_rates else "-"
-            efficiency = t[("gemm-floor", batch)] / t[("minivae", batch)]
-            print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
-
-        breakdown(pool, breakdown_batches, repeats, target, have_torch)
-
-        print("\nminivae step memory (tracemalloc: NumPy allocations; page faults from getrusage)")
-        print(f"{'batch':>6} {'peak within a step':>19} {'the same, with the loss':>24} {'growth over 200 steps':>22}"
-              f" {'page faults/step':>17}")
-        for batch in (128, 4096):
-            peak, peak_loss, growth, faults = pool.ask("minivae", "memory", None, (batch,))
-            print(f"{batch:>6} {peak / 1024:>16.1f} KiB {peak_loss / 1024:>21.1f} KiB {growth / 1024:>19.1f} KiB"
-                  f" {faults:>17.1f}")
-
-        print("\nScaling of the minivae step (should be linear in batch and in hidden width)")
-        print(f"{'batch':>6} {'hidden':>7} {'ms/step':>9} {'us/example':>11} {'floor ms':>9} {'efficiency':>11}")
-        shapes = [(b, H) for b in ((32, 128, 512, 2048, 4096) if not args.quick else (128, 1024))]
-        shapes += [(512, h) for h in ((100, 200, 800, 1600) if not args.quick else (800,))]
-        for batch, hidden in shapes:
-            keys = [("minivae", batch, hidden), ("gemm-floor", batch, hidden)]
-            for key in keys:
-                pool.ask(key[0], "make", key, (batch, hidden))
-            t = interleaved(pool, keys, repeats, target)
-            step, floor = t[keys[0]], t[keys[1]]
-            print(f"{batch:>6} {hidden:>7} {step * 1e3:>9.2f} {step / batch * 1e6:>11.2f} {floor * 1e3:>9.2f} "
-                  f"{floor / step:>11.2f}")
-
-        n, k = (1000, 1000) if not args.quick else (200, 100)
-        print(f"\nImportance-weighted log-likelihood, k = {k}, on {n} examples (seconds, median)")
-        keys = [("score-minivae", n, k)] + ([("score-torch", n, k)] if have_torch else [])
-        for key in keys:
-            pool.ask(key[0], "make", key, (n, k))
-        t = interleaved(pool, keys, max(3, repeats // 2), 0.0)
-        line = f"minivae {t[keys[0]]:.2f} s"
-        if have_torch:
-            line += f"   PyTorch (no_grad) {t[keys[1]]:.2f} s   ratio torch/minivae {t[keys[1]] / t[keys[0]]:.2f}x"
-        print(line)
+        if "step" in args.tables:
+            step_table(pool, args, batches, repeats, target, have_torch)
+        if "breakdown" in args.tables:
+            breakdown(pool, breakdown_batches, repeats, target, have_torch)
+        if "memory" in args.tables:
+            memory_table(pool)
+        if "scaling" in args.tables:
+            scaling_table(pool, args, repeats, target)
+        if "score" in args.tables:
+            score_table(pool, args, repeats, have_torch)
     finally:
         pool.close()
+
+
+def step_table(pool, args, batches, repeats, target, have_torch):
+    """The training step's table: examples/s of every contender, the ratio to the best PyTorch, the efficiency."""
+    contenders = ["minivae", "gemm-floor"]
+    if have_torch:
+        contenders += ["torch-eager", "torch-fused"]
+        if not (args.quick or args.no_compile):
+            contenders.append("torch-compile")
+    print("\nTraining step, 784-400-20 ReLU, Bernoulli, S = 1, Adam, float32 "
+          f"(examples/s, median of {repeats} interleaved repeats)")
+    head = f"{'batch':>6} " + " ".join(f"{c:>14}" for c in contenders) + f" {'minivae/best torch':>19} {'efficiency':>11}"
+    print(head)
+    for batch in batches:
+        keys = []
+        for c in contenders:
+            try:
+                pool.ask(c, "make", (c, batch), (batch,))
+                keys.append((c, batch))
+            except RuntimeError as exc:
+                print(f"  {c} at batch {batch} does not run here: {exc}")
+        t = interleaved(pool, keys, repeats, target)
+        rate = {c: batch / t[(c, batch)] if (c, batch) in t else None for c in contenders}
+        torch_rates = [rate[c] for c in contenders if c.startswith("torch") and rate[c]]
+        ratio = f"{rate['minivae'] / max(torch_rates):.2f}x" if torch_rates else "-"
+        efficiency = t[("gemm-floor", batch)] / t[("minivae", batch)]
+        print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
+
+
+def memory_table(pool):
+    """The step's memory: peak allocation without and with the loss, growth, page faults."""
+    print("\nminivae step memory (tracemalloc: NumPy allocations; page faults from getrusage)")
+    print(f"{'batch':>6} {'peak within a step':>19} {'the same, with the loss':>24} {'growth over 200 steps':>22}"
+          f" {'page faults/step':>17}")
+    for batch in (128, 4096):
+        peak, peak_loss, growth, faults = pool.ask("minivae", "memory", None, (batch,))
+        print(f"{batch:>6} {peak / 1024:>16.1f} KiB {peak_loss / 1024:>21.1f} KiB {growth / 1024:>19.1f} KiB"
+              f" {faults:>17.1f}")
+
+
+def scaling_table(pool, args, repeats, target):
+    """The step's time against batch size and hidden width, beside the GEMM floor's."""
+    print("\nScaling of the minivae step (should be linear in batch and in hidden width)")
+    print(f"{'batch':>6} {'hidden':>7} {'ms/step':>9} {'us/example':>11} {'floor ms':>9} {'efficiency':>11}")
+    shapes = [(b, H) for b in ((32, 128, 512, 2048, 4096) if not args.quick else (128, 1024))]
+    shapes += [(512, h) for h in ((100, 200, 800, 1600) if not args.quick else (800,))]
+    for batch, hidden in shapes:
+        keys = [("minivae", batch, hidden), ("gemm-floor", batch, hidden)]
+        for key in keys:
+            pool.ask(key[0], "make", key, (batch, hidden))
+        t = interleaved(pool, keys, repeats, target)
+        step, floor = t[keys[0]], t[keys[1]]
+        print(f"{batch:>6} {hidden:>7} {step * 1e3:>9.2f} {step / batch * 1e6:>11.2f} {floor * 1e3:>9.2f} "
+              f"{floor / step:>11.2f}")
+
+
+def score_table(pool, args, repeats, have_torch):
+    """The importance-weighted log-likelihood against the same estimate in PyTorch."""
+    n, k = (1000, 1000) if not args.quick else (200, 100)
+    print(f"\nImportance-weighted log-likelihood, k = {k}, on {n} examples (seconds, median)")
+    keys = [("score-minivae", n, k)] + ([("score-torch", n, k)] if have_torch else [])
+    for key in keys:
+        pool.ask(key[0], "make", key, (n, k))
+    t = interleaved(pool, keys, max(3, repeats // 2), 0.0)
+    line = f"minivae {t[keys[0]]:.2f} s"
+    if have_torch:
+        line += f"   PyTorch (no_grad) {t[keys[1]]:.2f} s   ratio torch/minivae {t[keys[1]] / t[keys[0]]:.2f}x"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,12 @@ class MinivaeStep:
         """A step that never reads from the GPU: the only kind a CUDA graph can capture."""
         self.trainer._step(self.ws, 1.0, need_loss=False)
 
+    def warm_up(self):
+        """Both kinds of step once: the loss step's kernels (the loss sums, the reference NLL of the plain
+        kernels) compile and its buffers are allocated here, not in the first measured 10 steps."""
+        self.trainer._step(self.ws, 1.0, need_loss=True)
+        self.trainer._step(self.ws, 1.0, need_loss=False)
+
 
 class TorchStep:
     """PyTorch eager: the same model, loss and Adam, written the usual way (autograd)."""
@@ -203,6 +209,8 @@ class Contender:
             raise ValueError(f"unknown contender {name!r}")
         for _ in range(WARMUP_STEPS):
             self.step()
+        if hasattr(self.step, "warm_up"):  # minivae: the step with the loss too (PyTorch computes it every step)
+            self.step.warm_up()
         self.clock.sync()
         once = self.seconds_per_step(MIN_STEPS)
         self.n = max(MIN_STEPS, math.ceil(target_s / max(once, 1e-7)))

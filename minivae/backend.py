@@ -27,6 +27,17 @@ else:  # pragma: no cover - depends on the machine
     _CUPY_IMPORT_ERROR = None
 
 
+#: Elements one block of a blocked computation may hold, per purpose and device: the one place these sizes are
+#: chosen. On the CPU a block's temporaries should stay small enough that the allocator reuses them (and they stay
+#: in cache); on a GPU every block is a few kernel launches of ~10 us of host time each, so a block should be as
+#: large as memory allows: at 2^24 elements (64 MiB in float32 per temporary) the loss of a batch-8192 step at
+#: D = 784 is one block, and a scoring pass of 256 examples at D = 784 takes 83 samples a chunk.
+#: ``"loss"``: the Bernoulli loss of a training step, in row blocks (``minivae.ops.LOSS_BLOCK_ELEMENTS``);
+#: ``"scoring"``: the importance samples of :func:`minivae.scoring.log_likelihood`, in chunks
+#: (``minivae.scoring.CHUNK_ELEMENTS``).
+BLOCK_ELEMENTS = {"loss": {"cpu": 1 << 16, "cuda": 1 << 24}, "scoring": {"cpu": 1 << 18, "cuda": 1 << 24}}
+
+
 def cuda_status() -> tuple[bool, str]:
     """Whether the CUDA backend can be used, and why not when it cannot."""
     if _cupy is None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .backend import get_array_module
+from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .kl import kl_backward, kl_forward
 from .layers import LEAKY_SLOPE
 from .likelihoods import bernoulli_nll_forward, gaussian_nll_backward, gaussian_nll_forward
@@ -40,8 +40,10 @@ from .reparam import clamp_log_var_backward, clamp_log_var_forward, reparameteri
 
 KERNELS = ("plain", "fused")
 
-#: Elements of the logits the Bernoulli loss takes at a time: its temporaries then stay small and are reused.
-LOSS_BLOCK_ELEMENTS = 1 << 16
+#: Elements of the logits the Bernoulli loss takes at a time, per device (``"cpu"``, ``"cuda"``; chosen in
+#: :data:`minivae.backend.BLOCK_ELEMENTS`): on the CPU its temporaries then stay small and are reused; on a GPU
+#: the loss of a step at the benchmark's sizes is one block, a fixed few launches.
+LOSS_BLOCK_ELEMENTS = BLOCK_ELEMENTS["loss"]
 
 
 class HeadCache(NamedTuple):
@@ -156,7 +158,7 @@ class PlainOps:
             return None
         # eq. bern-nll, the reference, a block of rows at a time: taken whole, its temporaries have the logits'
         # size, 76 MB at batch 4096, and were handed back to the system after every loss step
-        rows = max(1, LOSS_BLOCK_ELEMENTS // (logits.shape[0] * logits.shape[2]))
+        rows = max(1, LOSS_BLOCK_ELEMENTS[device_of(logits)] // (logits.shape[0] * logits.shape[2]))
         return sum(bernoulli_nll_forward(logits[:, i:i + rows], x[i:i + rows])[0].sum()
                    for i in range(0, x.shape[0], rows))
 

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_array_module
+from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .likelihoods import LOG_2PI
 from .reparam import reparameterize_forward
 from .validate import check_int
 
-#: Elements of the largest temporary (samples x examples x width) one chunk may allocate. At 2^18
-#: (1 MiB in float32) the allocator reuses the freed temporaries chunk after chunk; at 2^22 it handed
-#: them back to the system after each chunk and every page faulted in again, tens of thousands of
-#: faults per call and 1.2 to 1.3 times the time (docs/performance.md).
-CHUNK_ELEMENTS = 1 << 18
+#: Elements of the largest temporary (samples x examples x width) one chunk may allocate, per device
+#: (chosen in :data:`minivae.backend.BLOCK_ELEMENTS`). On the CPU, at 2^18 (1 MiB in float32) the allocator
+#: reuses the freed temporaries chunk after chunk; at 2^22 it handed them back to the system after each chunk
+#: and every page faulted in again, tens of thousands of faults per call and 1.2 to 1.3 times the time
+#: (docs/performance.md). On a GPU a chunk is a few dozen launches, so chunks are as large as memory allows.
+CHUNK_ELEMENTS = BLOCK_ELEMENTS["scoring"]
 
 
 def log_normal(z, mu, log_var):
@@ -49,7 +50,7 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     rng : random generator, default the model's own.
     batch_size : int
         Examples scored at a time; samples are further chunked so that no
-        temporary exceeds :data:`CHUNK_ELEMENTS` elements.
+        temporary exceeds :data:`CHUNK_ELEMENTS` elements (per device).
 
     Returns
     -------
@@ -70,7 +71,7 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
         cb = None if c is None else c[start:start + batch_size]
         n = xb.shape[0]
         mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
-        chunk = max(1, min(k, CHUNK_ELEMENTS // (n * width)))
+        chunk = max(1, min(k, CHUNK_ELEMENTS[device_of(x)] // (n * width)))
         running_max = xp.full(n, -xp.inf, dtype=model.dtype)
         running_sum = xp.zeros(n, dtype=model.dtype)  # sum_i exp(log_w_i - running_max)
         for done in range(0, k, chunk):

@@ -3,6 +3,7 @@
 A smoke test: one repeat at one batch size. With PyTorch absent (as in CI) its columns are skipped with a note.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +15,16 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "bench_cpu.py"
 
 
+sys.path.insert(0, str(SCRIPT.parent))
+import bench_cpu  # noqa: E402
+
+#: The forced OpenBLAS setting of some development machines, set in the tests' runs of the benchmark.
+FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "524288"}
+
+
 def run_script(*args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               **FORCED)
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -41,6 +50,45 @@ def quick_run():
     result = run_script("--quick", "--repeats", "1", "--batches", "64")
     assert result.returncode == 0, f"exit status {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def test_the_workers_run_without_the_forced_blas_kernel_and_say_so(quick_run):
+    assert "OpenBLAS kernel variables in the NumPy workers: none (removed, as on a user machine)" in quick_run
+    assert "NumPy BLAS: [('openblas'" in quick_run, quick_run  # the kernel the workers got is printed
+    assert "CPU vector extensions (NumPy): " in quick_run
+
+
+def test_worker_environment_drops_only_the_forced_blas_variables():
+    machine = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "524288", "PATH": "/bin", "OMP_NUM_THREADS": "8"}
+    env = bench_cpu.worker_environment(machine, 2)
+    assert env == {"PATH": "/bin", "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    kept = bench_cpu.worker_environment(machine, 1, machine_blas=True)
+    assert kept == dict(machine, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    assert machine["OMP_NUM_THREADS"] == "8"  # the caller's mapping is not changed
+
+
+WORKER_INFO = """
+import json, sys
+import bench_cpu
+pool = bench_cpu.Pool(1, machine_blas=sys.argv[1] == "kept")
+try:
+    print(json.dumps(pool.ask("minivae", "info", None, ())))
+finally:
+    pool.close()
+"""
+
+
+@pytest.mark.parametrize("machine_blas", [False, True])
+def test_a_worker_process_gets_the_environment_it_reports(machine_blas):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SCRIPT.parent), str(REPO)]), **FORCED)
+    result = subprocess.run([sys.executable, "-c", WORKER_INFO, "kept" if machine_blas else "removed"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.splitlines()[-1])
+    assert info["blas_env"] == (FORCED if machine_blas else {name: None for name in FORCED})
+    architectures = [arch for api, _, arch in info["blas"] if api == "openblas"]
+    if machine_blas and "AVX2" in info["cpu"].split():  # OpenBLAS obeys the forced core type
+        assert [a.lower() for a in architectures] == ["haswell"], info
 
 
 def test_the_step_table_has_every_contender_and_a_positive_efficiency(quick_run):

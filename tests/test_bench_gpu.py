@@ -60,3 +60,20 @@ def test_the_harness_runs_on_the_cpu_and_prints_every_table():
 def test_bad_arguments_are_refused_by_the_parser(bad):
     result = run_script(*bad)
     assert result.returncode == 2 and "usage: bench_gpu.py" in result.stderr, result.stderr
+
+
+def test_the_warm_up_runs_the_loss_path_before_anything_is_timed(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_gpu
+    from minivae.ops import PlainOps
+
+    events, bernoulli_grad = [], PlainOps.bernoulli_grad
+
+    def recording(self, logits, x, scale, dlogits, need_loss):
+        events.append("loss" if need_loss else "gradient")
+        return bernoulli_grad(self, logits, x, scale, dlogits, need_loss)
+
+    monkeypatch.setattr(PlainOps, "bernoulli_grad", recording)
+    monkeypatch.setattr(bench_gpu.Contender, "seconds_per_step", lambda self, n=None: events.append("timed") or 1e-3)
+    bench_gpu.Contender("minivae-plain", 16, "cpu", None, 0.01)
+    assert "loss" in events[:events.index("timed")], events

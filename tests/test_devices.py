@@ -6,6 +6,10 @@ and a CUDA GPU and are skipped, with the reason shown, on any other machine
 since NumPy and CuPy generators seeded alike give different streams.
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -13,12 +17,14 @@ from hypothesis import given, settings, strategies as st
 from minivae import Trainer, VAE, backend
 from minivae.cli import main
 from minivae.fast import FastStep
+from minivae.fused import KERNELS, FusedOps
 from minivae.layers import ACTIVATIONS
 from minivae.likelihoods import LIKELIHOODS
 from minivae.gradcheck import model_gradient_errors, relative_error
 from minivae.serialize import load_model, load_trainer, save_model, save_trainer
 
 from conftest import GRAD_TOL
+from test_fused import HostLauncher, host_build  # noqa: F401  (a fixture: the kernels compiled by g++)
 
 CUDA_OK, CUDA_WHY = backend.cuda_status()
 gpu = pytest.mark.skipif(not CUDA_OK, reason=f"needs a CUDA GPU: {CUDA_WHY}")
@@ -219,3 +225,156 @@ def test_the_cli_runs_on_the_gpu(tmp_path, capsys):
                  "--kernels", "fused", "--out", str(tmp_path), "--no-progress"]) == 0
     assert main(["score", "--checkpoint", str(tmp_path / "model.npz"), "--dataset", "ring", "--k", "10",
                  "--device", "cuda"]) == 0
+
+
+# --------------------------------------------------------------------------- the benchmark's step, launch by launch
+#
+# Run twice: on the CuPy stand-in (tests/fake_cupy) in this process, with the fused kernels compiled as C++ by g++,
+# so the checks run on any machine; and on a GPU, with CuPy and the kernels compiled by NVRTC.
+
+#: The benchmark's model (benchmarks/bench_cpu.py): 784-400-20, ReLU, Bernoulli decoder, S = 1, Adam, float32.
+BENCH_D, BENCH_H, BENCH_K = 784, 400, 20
+#: Launches of one training step of that model on the stand-in, per kind of kernels: (without the loss, the loss
+#: step's extra launches). The same at every batch size (docs/kernels.md, "Launches per step").
+LAUNCHES_PER_STEP = {"fused": (29, 7), "plain": (76, 17)}
+
+
+def _load_stand_in():
+    """The CuPy stand-in as a module of its own name, without putting it on the path as ``cupy``."""
+    name = "minivae_test_fake_cupy"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fake_cupy" / "cupy" / "__init__.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its get_array_module finds itself there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+class StandInLauncher(HostLauncher):
+    """The kernels compiled as C++, launched on the stand-in's "device" arrays; every launch counted."""
+
+    device = "cuda"
+
+    def __init__(self, build, stand_in):
+        super().__init__(build)
+        self.stand_in = stand_in
+
+    def __call__(self, file, name, dtype, n_threads, args):
+        self.stand_in.LAUNCHES[name] += 1
+        super().__call__(file, name, dtype, n_threads, args)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """minivae's backend on the CuPy stand-in, in this process: ``device="cuda"`` makes stand-in arrays."""
+    fake = _load_stand_in()
+    monkeypatch.setattr(backend, "_cupy", fake)
+    fake.LAUNCHES.clear()
+    return fake
+
+
+def _bench_trainer(kernels, batch, device, fused_ops=None):
+    """The benchmark's trainer with a batch in its workspace (data drawn on the host, as the benchmark's)."""
+    model = VAE(BENCH_D, BENCH_K, (BENCH_H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
+    trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
+    if fused_ops is not None:  # the stand-in: the kernels through the host launcher
+        trainer._fast.ops = trainer.optimizer.ops = fused_ops
+    ws = trainer._fast.workspace(batch)
+    x = (np.random.default_rng(batch).random((batch, BENCH_D)) < 0.3).astype(np.float32)
+    ws.x[...] = backend.to_device(x, device)
+    return trainer, ws
+
+
+def _stand_in_trainer(kernels, batch, stand_in, build):
+    ops = FusedOps(StandInLauncher(build, stand_in)) if kernels == "fused" else None
+    return _bench_trainer(kernels, batch, "cuda", ops)
+
+
+def _launches(stand_in, trainer, ws):
+    """Launches of a step without the loss and of one with it, as in training: after other steps without it."""
+    trainer._step(ws, 1.0, need_loss=True)  # first use: allocations, scratch buffers
+    trainer._step(ws, 1.0, need_loss=False)
+    counts = []
+    for need_loss in (False, True):
+        stand_in.LAUNCHES.clear()
+        trainer._step(ws, 1.0, need_loss=need_loss)
+        counts.append(sum(stand_in.LAUNCHES.values()))
+    return tuple(counts)
+
+
+@pytest.mark.parametrize("kernels", ["fused", "plain"])
+def test_a_step_takes_a_fixed_number_of_launches_at_every_batch_size(stand_in, host_build, kernels):
+    counts = {}
+    for batch in (32, 128, 4096):
+        counts[batch] = _launches(stand_in, *_stand_in_trainer(kernels, batch, stand_in, host_build))
+    without, extra = LAUNCHES_PER_STEP[kernels]
+    assert counts == {batch: (without, without + extra) for batch in counts}, (counts, stand_in.LAUNCHES)
+
+
+def test_the_fused_step_launches_one_kernel_per_chain(stand_in, host_build):
+    trainer, ws = _stand_in_trainer("fused", 128, stand_in, host_build)
+    trainer._step(ws, 1.0, need_loss=False)
+    stand_in.LAUNCHES.clear()
+    trainer._step(ws, 1.0, need_loss=False)
+    kernels = {name: n for name, n in stand_in.LAUNCHES.items() if name in {k for ks in KERNELS.values() for k in ks}}
+    assert kernels == {"bias_act_forward": 4, "act_backward": 2, "head_forward": 1, "head_backward": 1,
+                       "bernoulli_grad": 1, "adam": 1}, stand_in.LAUNCHES
+    assert stand_in.LAUNCHES["matmul"] == 15  # 11 products and 4 bias gradients 1^T da
+
+
+def _float32_step_twins(trainer_of, steps=3):
+    """The benchmark's step in float32, fused and plain, from the same start on the same noise: gradients,
+    losses and parameters after ``steps`` steps (the last with the loss)."""
+    runs = {}
+    for kernels in ("plain", "fused"):
+        trainer, ws = trainer_of(kernels)
+        losses = []
+        for i in range(steps):
+            losses.append(trainer._step(ws, 1.0, need_loss=i == steps - 1))
+        runs[kernels] = (backend.to_numpy(trainer.model.params.grad), float(losses[-1]),
+                         backend.to_numpy(trainer.model.params.data))
+    return runs
+
+
+def _assert_float32_twins(runs):
+    (g_plain, loss_plain, p_plain), (g_fused, loss_fused, p_fused) = runs["plain"], runs["fused"]
+    # float32: each gradient element is a sum of up to 4096 products; 1e-4 of the largest gradient is ~1000 u
+    np.testing.assert_allclose(g_fused, g_plain, rtol=0, atol=1e-4 * np.abs(g_plain).max())
+    assert loss_fused == pytest.approx(loss_plain, rel=1e-5)
+    # Adam's early steps move each parameter by about lr = 1e-3 whatever the gradient's size, so a gradient that
+    # differs in its last bits moves its parameter by as much: compare the update to its own scale
+    assert np.abs(p_fused - p_plain).max() <= 1e-4, np.abs(p_fused - p_plain).max()
+
+
+def test_the_fused_float32_training_step_matches_the_plain_one_on_the_stand_in(stand_in, host_build):
+    _assert_float32_twins(_float32_step_twins(lambda kernels: _stand_in_trainer(kernels, 256, stand_in, host_build)))
+
+
+@pytest.mark.parametrize("kernels", ["fused", "plain"])
+def test_a_step_without_the_loss_never_waits_for_the_device_on_the_stand_in(stand_in, host_build, kernels):
+    trainer, ws = _stand_in_trainer(kernels, 64, stand_in, host_build)
+    trainer._step(ws, 1.0, need_loss=True)  # first use
+    with stand_in.allow_synchronize(False):
+        for _ in range(3):
+            trainer._step(ws, 1.0, need_loss=False)
+        with pytest.raises(stand_in.DeviceSynchronized):  # the loss step reads the loss: the check can fail
+            trainer._step(ws, 1.0, need_loss=True)
+
+
+@gpu
+def test_the_fused_float32_training_step_matches_the_plain_one():
+    _assert_float32_twins(_float32_step_twins(lambda kernels: _bench_trainer(kernels, 4096, "cuda")))
+
+
+@gpu
+@pytest.mark.parametrize("kernels", ["fused", "plain"])
+def test_a_step_without_the_loss_never_waits_for_the_device(kernels):
+    import cupyx
+
+    trainer, ws = _bench_trainer(kernels, 256, "cuda")
+    trainer._step(ws, 1.0, need_loss=True)  # first use: kernels compiled, memory pools filled
+    with cupyx.allow_synchronize(False):
+        for _ in range(3):
+            trainer._step(ws, 1.0, need_loss=False)
+        with pytest.raises(cupyx.DeviceSynchronized):
+            trainer._step(ws, 1.0, need_loss=True)

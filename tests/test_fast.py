@@ -48,7 +48,7 @@ def test_bernoulli_loss_in_row_blocks_is_the_reference_sum(seed, n_samples, n, d
     logits = rng.normal(0.0, 4.0, (n_samples, n, d)).astype(dtype)
     x = rng.random((n, d)).astype(dtype)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ops, "LOSS_BLOCK_ELEMENTS", block)  # from one row per block to all rows in one
+        patch.setattr(ops, "LOSS_BLOCK_ELEMENTS", {"cpu": block})  # from one row per block to all rows in one
         loss = PlainOps().bernoulli_grad(logits, x, 1.0, np.empty_like(logits), need_loss=True)
     expected = bernoulli_nll_forward(logits.astype(np.float64), x.astype(np.float64))[0].sum()
     assert loss.dtype == dtype

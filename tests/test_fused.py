@@ -467,6 +467,74 @@ def test_adam_matches_plain(target, seed, dtype, size, t):
     assert_twins(runs, "grad", dtype)  # read only
 
 
+# --------------------------------------------------------------------------- sizes that span many blocks
+
+#: More elements than one launch has threads (fused.MAX_BLOCKS x fused.THREADS = 262,144): on a GPU every thread's
+#: grid-stride loop goes round more than once, as at the benchmark's sizes (batch 4096: 3.2 M logits, 650 k
+#: parameters). On the host the "host-grid" target runs the same loops with 6 threads.
+MANY = 300_001
+
+
+@pytest.mark.parametrize("operation", ["bias_act", "act_backward", "head", "bernoulli_grad", "adam"])
+def test_kernels_match_plain_at_sizes_spanning_many_blocks(target, operation):
+    from minivae.fused import MAX_BLOCKS, THREADS
+
+    assert MANY > MAX_BLOCKS * THREADS
+    rng, dtype = np.random.default_rng(7), np.float32
+    if operation in ("bias_act", "act_backward"):
+        a, b = rng.normal(0.0, 3.0, (MANY // 401 + 1, 401)).astype(dtype), rng.normal(size=401).astype(dtype)
+
+        def op(ops, put):
+            h = ops.bias_act(put(a), put(b), "tanh")
+            if operation == "bias_act":
+                return {"out": h}
+            return {"out": ops.act_backward(put(np.ones_like(a)), h, "tanh")}
+
+        assert_twins(twins(target, op), "out", dtype, terms=np.abs(a) + np.abs(b) + 1.0)
+    elif operation == "head":  # one thread per example forward, one per (n, k) backward
+        inputs = head_inputs(rng, dtype, 2, MANY // 2, 1, [(0, 0)] * 5)
+
+        def op(ops, put):
+            z = inputs["z"].on(put)
+            enc_out = inputs["enc_out"].on(put)
+            kl, cache = ops.head_forward(enc_out, inputs["noise"].on(put), z)
+            denc_out = ops.head_backward(inputs["dz"].on(put), 0.5, cache, inputs["denc_out"].on(put))
+            return {"z": z, "kl": kl, "denc_out": denc_out}
+
+        runs, terms = twins(target, op), head_terms(inputs, 0.5)
+        assert_twins(runs, "z", dtype, terms["z"])
+        assert_twins(runs, "kl", dtype, terms["kl"])
+        assert_twins(runs, "denc_out", dtype, np.concatenate([terms["dmu"], terms["dlog_var"]], axis=1))
+    elif operation == "bernoulli_grad":
+        logits = rng.normal(0.0, 4.0, (1, MANY // 784 + 1, 784)).astype(dtype)
+        x = (rng.random(logits.shape[1:]) < 0.3).astype(dtype)
+        scale = 1.0 / logits.shape[1]
+
+        def op(ops, put):
+            out = put(np.empty_like(logits))
+            return {"dlogits": out, "loss": ops.bernoulli_grad(put(logits), put(x), scale, out, True)}
+
+        runs = twins(target, op)
+        assert_twins(runs, "dlogits", dtype, terms=scale)
+        l64 = logits.astype(np.float64)
+        assert_twins(runs, "loss", dtype, terms=np.sum(np.logaddexp(l64, 0.0) + np.abs(x * l64)))
+    else:
+        data, grad, m = (rng.normal(size=2 * MANY).astype(dtype) for _ in range(3))
+        v = (rng.normal(size=2 * MANY) ** 2).astype(dtype)
+
+        def op(ops, put):
+            arrays = [put(array) for array in (data, grad, m, v)]
+            ops.adam(*arrays, put(np.empty_like(data)), 0.9, 0.999, 1e-3, 1e-8)
+            return dict(zip(("data", "m", "v"), (arrays[0], arrays[2], arrays[3])))
+
+        runs = twins(target, op)
+        g = np.abs(grad.astype(np.float64))
+        m_terms, v_terms = np.abs(m) + g, v + g**2
+        assert_twins(runs, "m", dtype, m_terms)
+        assert_twins(runs, "v", dtype, v_terms)
+        assert_twins(runs, "data", dtype, np.abs(data) + 1e-3 * m_terms / (np.sqrt(v_terms) + 1e-8))
+
+
 # --------------------------------------------------------------------------- what FusedOps accepts
 
 

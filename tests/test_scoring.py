@@ -95,7 +95,7 @@ def test_chunking_does_not_change_the_estimate(monkeypatch):
     model = linear_gaussian_model(seed=10, encoder_noise=0.3)
     x = np.random.default_rng(11).normal(size=(7, 4))
     whole = model.log_likelihood(x, k=300, rng=np.random.default_rng(12))
-    monkeypatch.setattr(scoring, "CHUNK_ELEMENTS", 50)  # chunks of ~2 samples
+    monkeypatch.setattr(scoring, "CHUNK_ELEMENTS", {"cpu": 50})  # chunks of ~2 samples
     chunked = model.log_likelihood(x, k=300, rng=np.random.default_rng(12), batch_size=7)
     np.testing.assert_allclose(chunked, whole, rtol=1e-10)
 
