@@ -3,10 +3,13 @@
 Build (warnings are errors):  python -m sphinx -W --keep-going -b html docs docs/_build/html
 """
 
+import importlib.util
 import os
 import re
 import shutil
 import sys
+
+from sphinx.util.fileutil import copy_asset
 
 sys.path.insert(0, os.path.abspath(".."))  # import minivae from this checkout for autodoc
 
@@ -18,7 +21,7 @@ extensions = [
     "myst_nb",  # MyST Markdown pages, and notebooks once they are added
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",  # NumPy-style docstrings
-    "sphinx.ext.mathjax",  # MathJax is loaded by the reader's browser; the build itself is offline
+    "sphinx.ext.mathjax",  # equations typeset in the reader's browser by the copy of MathJax below
 ]
 
 # ----------------------------------------------------------------- MyST and notebooks
@@ -29,9 +32,19 @@ myst_heading_anchors = 3
 _NOTEBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "notebooks")
 _COPIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notebooks")
 os.makedirs(_COPIES, exist_ok=True)
-for _name in sorted(os.listdir(_NOTEBOOKS)):
-    if _name.endswith(".ipynb"):
-        shutil.copyfile(os.path.join(_NOTEBOOKS, _name), os.path.join(_COPIES, _name))
+
+
+def _is_source_notebook(name):
+    # jupyter nbconvert --execute writes NAME.nbconvert.ipynb beside the notebook: an output, not a page
+    return name.endswith(".ipynb") and not name.endswith(".nbconvert.ipynb")
+
+
+_SOURCES = {name for name in os.listdir(_NOTEBOOKS) if _is_source_notebook(name)}
+for _name in sorted(os.listdir(_COPIES)):  # a copy whose notebook was renamed or removed would stay a page
+    if _name.endswith(".ipynb") and _name not in _SOURCES:
+        os.remove(os.path.join(_COPIES, _name))
+for _name in sorted(_SOURCES):
+    shutil.copyfile(os.path.join(_NOTEBOOKS, _name), os.path.join(_COPIES, _name))
 os.environ.setdefault("MINIVAE_QUICK", "1")
 nb_execution_mode = "force"
 nb_execution_timeout = 300
@@ -42,6 +55,28 @@ numfig = True  # number equations per page prefixed by the page's number: (5.2)
 math_numfig = True
 numfig_secnum_depth = 1
 math_eqref_format = "({number})"
+
+# MathJax is served from the site itself, never from a CDN, so the pages read offline: the `dev` extra installs the
+# PyPI package sphinx-mathjax-offline (MathJax 3.2.2, its fonts and extensions), whose files the build copies into
+# _static/mathjax below. tests/test_browser.py opens the built pages in a headless browser with the network cut.
+mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _mathjax_files():
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")  # its folder's name has hyphens: not importable
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the docs serve MathJax from the package sphinx-mathjax-offline, which is not installed: "
+                           "pip install -e '.[dev]'")
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "static", "mathjax")
+    if not os.path.isfile(os.path.join(folder, "tex-chtml.js")):
+        raise RuntimeError(f"expected MathJax's tex-chtml.js in {folder}, found none")
+    return folder
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and app.builder.format == "html":
+        copy_asset(_mathjax_files(), os.path.join(app.outdir, "_static", "mathjax"))
+
 
 # ----------------------------------------------------------------- autodoc
 autodoc_member_order = "bysource"
@@ -71,3 +106,5 @@ def _link_citations(app, what, name, obj, options, lines):
 
 def setup(app):
     app.connect("autodoc-process-docstring", _link_citations)
+    _mathjax_files()  # fail at the start of a build, not after it, when MathJax is missing
+    app.connect("build-finished", _copy_mathjax)

@@ -2,13 +2,20 @@
 
 The code cites derivations by equation label (eq. ``kl-bwd`` in docstrings, # eq. gc-central in comments) and
 pages by path (``docs/derivations/kl.md``); the docs label equations in MyST as ``$$ ... $$ (kl-bwd)``. These
-tests check both directions, then build the site with warnings as errors.
+tests check both directions, then build the site with warnings as errors and open two of its pages in a headless
+Chromium with the network cut, where MathJax (served from the site) must typeset every equation.
 """
 
+import fcntl
 import importlib.util
+import json
+import os
 import re
+import select
+import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -120,15 +127,197 @@ def _missing_doc_tools():
     return [name for name in ("sphinx", "myst_nb") if importlib.util.find_spec(name) is None]
 
 
-@pytest.mark.skipif(bool(_missing_doc_tools()),
-                    reason="the docs build needs sphinx and myst-nb (pip install -e '.[dev]'); not installed here")
-def test_docs_build_with_warnings_as_errors(tmp_path):
-    # The same command as documented in docs/conf.py, into a temporary directory. Takes a few seconds.
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The site built once per test session with warnings as errors; the build executes every notebook."""
+    missing = _missing_doc_tools()
+    if missing:
+        pytest.skip(f"the docs build needs {', '.join(missing)} (pip install -e '.[dev]'); not installed here")
+    out = tmp_path_factory.mktemp("docs")
+    # The same command as documented in docs/conf.py, into a temporary directory.
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-               "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+               "-d", str(out / "doctrees"), str(DOCS), str(out / "html")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"sphinx failed (rc={result.returncode}):\n{result.stdout}\n{result.stderr}"
-    assert (tmp_path / "html" / "index.html").is_file()
+    return out / "html"
+
+
+def test_docs_build_with_warnings_as_errors(built_site):
+    assert (built_site / "index.html").is_file()
+    # MathJax is part of the site, so the pages read offline
+    assert (built_site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    for page in built_site.rglob("*.html"):
+        assert "cdn.jsdelivr" not in page.read_text(encoding="utf-8"), f"{page.name} loads a script from a CDN"
+
+
+def test_a_stale_notebook_copy_is_removed_and_nbconvert_outputs_are_not_pages():
+    # docs/conf.py copies ../notebooks into docs/notebooks: a copy whose notebook is gone, and the file that
+    # `jupyter nbconvert --execute` writes beside a notebook, would each become a page outside every toctree.
+    copies = DOCS / "notebooks"
+    copies.mkdir(exist_ok=True)
+    stale = copies / "99_gone.ipynb"
+    stale.write_text("{}", encoding="utf-8")
+    output = ROOT / "notebooks" / "98_scratch.nbconvert.ipynb"
+    output.write_text("{}", encoding="utf-8")
+    try:
+        namespace = {"__file__": str(DOCS / "conf.py")}
+        exec(compile((DOCS / "conf.py").read_text(encoding="utf-8"), str(DOCS / "conf.py"), "exec"), namespace)
+        assert not stale.exists(), "docs/conf.py left a copy of a notebook that no longer exists"
+        assert not (copies / output.name).exists(), "docs/conf.py copied an nbconvert output as a page"
+        assert sorted(p.name for p in copies.glob("*.ipynb")) == sorted(
+            p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if ".nbconvert." not in p.name)
+    finally:
+        stale.unlink(missing_ok=True)
+        output.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- the built site in a real browser
+#: Pages opened in the browser: a derivation and a notebook, each with display and inline equations.
+BROWSER_PAGES = ("derivations/kl.html", "notebooks/01_elbo_to_code.html")
+#: Seconds for the browser to load a page and MathJax to typeset it (about 2 s here).
+BROWSER_TIMEOUT = 60
+
+
+def _browser():
+    """The path of a Chromium, or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _above_nine(fd):
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return moved
+
+
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe): no driver, no sockets.
+
+    Messages are JSON, each ended by a NUL byte; the browser reads them on its file descriptor 3 and writes on 4.
+    Every request the page makes is reported as a Network.requestWillBeSent event, kept in ``events``.
+    """
+
+    def __init__(self, executable, profile):
+        browser_in, self._to_browser = os.pipe()
+        self._from_browser, browser_out = os.pipe()
+        # the browser's ends move above 9 first, so that placing them on 3 and 4 cannot overwrite one another
+        browser_in, browser_out = (_above_nine(fd) for fd in (browser_in, browser_out))
+
+        def on_3_and_4():  # runs in the child before exec; dup2 leaves the copies inheritable
+            os.dup2(browser_in, 3)
+            os.dup2(browser_out, 4)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--remote-debugging-pipe", f"--user-data-dir={profile}",
+                 # no request leaves the machine: every proxied request goes to a closed local port
+                 "--proxy-server=127.0.0.1:9", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "about:blank"]
+        # close_fds=False: Python's own descriptors are not inheritable anyway, and closing would take 3 and 4
+        self.process = subprocess.Popen([executable, *flags], preexec_fn=on_3_and_4, close_fds=False,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        os.close(browser_in)
+        os.close(browser_out)
+        self._buffer = b""
+        self._last_id = 0
+        self.events = []
+
+    def call(self, method, params=None, session=None):
+        self._last_id += 1
+        message = {"id": self._last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            answer = self._read()
+            if answer.get("id") == self._last_id:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return answer["result"]
+            self.events.append(answer)
+
+    def wait_for(self, event):
+        while not any(e.get("method") == event for e in self.events):
+            self.events.append(self._read())
+
+    def _read(self):
+        deadline = time.monotonic() + BROWSER_TIMEOUT
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"the browser did not answer within {BROWSER_TIMEOUT} s")
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise RuntimeError(f"the browser closed its pipe (exit code {self.process.poll()})")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self):
+        try:
+            self.call("Browser.close")
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+#: Run in the page after it loaded: wait for MathJax's typesetting, then count what it made.
+TYPESET = """
+(typeof MathJax === 'undefined' || !MathJax.startup) ? JSON.stringify({mathjax: false}) :
+MathJax.startup.promise.then(() => JSON.stringify({
+    mathjax: true,
+    typeset: document.querySelectorAll('mjx-container').length,
+    display: document.querySelectorAll('mjx-container[display="true"]').length,
+    errors: document.querySelectorAll('mjx-merror').length,
+    raw: document.body.innerText.includes('$$'),
+}))
+"""
+
+
+def test_equations_typeset_offline_in_a_headless_browser(built_site, tmp_path):
+    # A reader without a network sees typeset equations on a derivation page and a notebook page: MathJax comes
+    # from the site itself, every request stays on this machine, and no raw $$ is left on the page.
+    executable = _browser()
+    if executable is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no Chromium found: .ci/run installs Debian's chromium when it is missing")
+        pytest.skip("no Chromium found (Debian: apt-get install chromium); CI installs it and runs this test")
+    browser = DevTools(executable, tmp_path / "profile")
+    try:
+        for page in BROWSER_PAGES:
+            browser.events.clear()
+            target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            browser.call("Network.enable", session=session)
+            browser.call("Page.enable", session=session)
+            browser.call("Page.navigate", {"url": (built_site / page).as_uri()}, session=session)
+            browser.wait_for("Page.loadEventFired")
+            result = browser.call("Runtime.evaluate", {"expression": TYPESET, "awaitPromise": True,
+                                                       "returnByValue": True}, session=session)
+            found = json.loads(result["result"]["value"])
+            requests = [e["params"]["request"]["url"] for e in browser.events
+                        if e.get("method") == "Network.requestWillBeSent"]
+            failed = [e["params"] for e in browser.events if e.get("method") == "Network.loadingFailed"]
+            browser.call("Target.closeTarget", {"targetId": target})
+
+            outside = [url for url in requests if not url.startswith(("file:", "data:", "about:"))]
+            assert not outside, f"{page}: requests leaving the machine: {outside}"
+            assert found["mathjax"], f"{page}: MathJax did not load; requests made: {requests}"
+            assert any("/_static/mathjax/" in url for url in requests), f"{page}: MathJax not read from _static"
+            assert not failed, f"{page}: requests that failed: {failed}"
+            assert found["typeset"] >= 10 and found["display"] >= 2, f"{page}: too few typeset equations: {found}"
+            assert found["errors"] == 0, f"{page}: MathJax could not typeset {found['errors']} equations"
+            assert not found["raw"], f"{page}: raw $$ left on the page"
+    finally:
+        browser.close()
 
 
 def test_the_performance_page_documents_every_benchmark_and_its_goals():
