@@ -37,6 +37,7 @@ from .ops import KERNELS
 from .optim import OPTIMIZERS
 from .reparam import LOG_VAR_LIMIT
 from .ring_density import ring_nll
+from .schedules import schedule_in_epochs, steps_per_epoch
 from .serialize import load_data_record, load_model
 from .train import NonFiniteError, Trainer
 
@@ -146,12 +147,12 @@ def _output_path(text: str, suffixes: tuple) -> Path:
 #: ring: its held-out importance-weighted NLL comes within 0.05 nat of the exact value on seeds 0-3, both latent
 #: dimensions active (``benchmarks/ring.py``, docs/results.md).
 _IMAGES = dict(epochs=100, batch_size=64, lr=2e-3, warmup=0.0, latent=8, hidden=(128,), activation="relu",
-               samples=1, likelihood="bernoulli", init_log_var=None, binarize="none")
+               samples=1, likelihood="bernoulli", init_log_var=None, binarize="none", schedule="constant")
 TRAIN_DEFAULTS = {
     "digits": _IMAGES,
     "mnist": _IMAGES,
     "ring": dict(epochs=300, batch_size=128, lr=2e-3, warmup=20.0, latent=2, hidden=(64, 64), activation="tanh",
-                 samples=1, likelihood="gaussian_shared", init_log_var=-4.0, binarize="none",
+                 samples=1, likelihood="gaussian_shared", init_log_var=-4.0, binarize="none", schedule="cosine",
                  ring_points=10000, ring_noise=0.05),
 }
 #: The ring's size and noise when the ring is not being trained on (``score`` of an old checkpoint).
@@ -277,6 +278,29 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
     return np.concatenate([images[0], np.zeros((96, 4)), images[1]], axis=1)[::-1]
 
 
+def _schedule(args, n_train: int):
+    """The learning-rate schedule of ``--schedule``, ``--lr``, ``--lr-warmup``, ``--lr-min``, ``--step-every``,
+    ``--step-factor``, in epochs of ``n_train`` examples (converted to steps, :mod:`minivae.schedules`)."""
+    for flag, value, needs in (("--lr-min", args.lr_min, "cosine"), ("--step-every", args.step_every, "step"),
+                               ("--step-factor", args.step_factor, "step")):
+        if value is not None and args.schedule != needs:
+            raise ValueError(f"{flag}: expected only with --schedule {needs}, got --schedule {args.schedule}")
+    if args.lr_min is not None and args.lr_min > args.lr:
+        raise ValueError(f"--lr-min: expected at most --lr ({args.lr}), got {args.lr_min}")
+    return schedule_in_epochs(args.schedule, args.lr, epochs=args.epochs,
+                              steps_per_epoch=steps_per_epoch(n_train, args.batch_size), warmup=args.lr_warmup,
+                              lr_min=args.lr_min or 0.0, every=args.step_every or 10.0,
+                              factor=0.5 if args.step_factor is None else args.step_factor)
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = _number(0.0, strict=True)(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def cmd_train(args) -> int:
     device = _device(args)
     if args.kernels == "fused" and device != "cuda":
@@ -305,8 +329,8 @@ def cmd_train(args) -> int:
     model = build_model(config, seed=args.seed, device=device)
     if args.init_log_var is not None:
         set_decoder_log_var(model, args.init_log_var)
-    trainer = Trainer(model, args.optimizer, lr=args.lr, batch_size=args.batch_size,
-                      warmup_epochs=args.warmup, seed=args.seed, kernels=args.kernels)
+    trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup, seed=args.seed,
+                      kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]))
     trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
@@ -539,6 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=POSITIVE, default=None)
     t.add_argument("--lr", type=_number(0.0, strict=True), default=None)
     t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    t.add_argument("--schedule", choices=("constant", "step", "cosine"), default=None,
+                   help="learning rate: constant --lr; step: times --step-factor every --step-every epochs; "
+                        "cosine: from --lr down to --lr-min over --epochs")
+    t.add_argument("--lr-warmup", type=_number(0.0), default=0.0, metavar="EPOCHS",
+                   help="learning-rate warm-up: rises linearly from 0 over these epochs (0: none)")
+    t.add_argument("--lr-min", type=_number(0.0), default=None, help="cosine's final learning rate (default 0)")
+    t.add_argument("--step-every", type=_number(0.0, strict=True), default=None, metavar="EPOCHS",
+                   help="step schedule: epochs between decays (default 10)")
+    t.add_argument("--step-factor", type=_fraction, default=None, help="step schedule: factor in (0, 1] (default 0.5)")
     t.add_argument("--warmup", type=_number(0.0), default=None, help="KL warm-up epochs")
     t.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                    help="default: bernoulli for images, gaussian_shared for the ring")

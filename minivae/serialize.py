@@ -8,7 +8,7 @@ report their state, so a generator that drew on the GPU is not saved; on
 loading, the model's generator is seeded afresh from its seed, and the
 trainer's noise generator from (seed, step count). A training file adds the
 optimizer's moment buffers, its step count and hyperparameters, the trainer's
-generator state, the epoch and the loss history, so that training N epochs,
+learning-rate schedule and generator state, the epoch and the loss history, so that training N epochs,
 saving, loading and training M more gives exactly the parameters of N + M
 uninterrupted epochs. Files never execute code on load and are written
 atomically (see :mod:`minivae.checkpoint`).
@@ -86,6 +86,7 @@ def save_trainer(path, trainer: Trainer) -> None:
                       "moments": "sums"},  # Adam's m and v are the decaying sums of eq. adam-sums
         "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
                     "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
+                    "schedule": trainer.schedule.to_dict(),  # with step_count: the next learning rates, exactly
                     "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
     }
     if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
@@ -107,8 +108,12 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
     model = _restore_model(path, arrays, meta.get("model"), device)
     try:
         opt, state = meta["optimizer"], meta["trainer"]
+        hyperparameters = dict(opt["hyperparameters"])
+        lr = hyperparameters.pop("lr")  # the last update's; the schedule gives the next ones
+        schedule = state.get("schedule") or {"name": "constant", "lr": lr}  # files from before schedules: constant
         trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
-                          seed=state["seed"], kernels=kernels, **opt["hyperparameters"])
+                          seed=state["seed"], kernels=kernels, schedule=schedule, **hyperparameters)
+        trainer.optimizer.lr = lr
         moments = {key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()}
         for key, value in moments.items():  # a wrong shape could broadcast silently into the buffer
             if value.shape != model.params.data.shape or value.dtype != model.dtype:

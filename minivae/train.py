@@ -21,6 +21,7 @@ from .fast import FastStep
 from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
+from .schedules import Constant, make_schedule
 from .validate import check_float, check_int
 
 
@@ -62,8 +63,8 @@ class Trainer:
     ----------
     model : VAE
     optimizer : ``"adam"`` or ``"sgd"``
-    lr : float
-        Learning rate.
+    lr : float, optional
+        Learning rate, constant (default 1e-3). With a ``schedule``, leave it out: the schedule has its own.
     batch_size : int
     warmup_epochs : float
         Epochs over which the KL weight rises linearly from 0 to 1 (0: none).
@@ -72,12 +73,17 @@ class Trainer:
     kernels : ``"plain"`` or ``"fused"``
         The elementwise work of the step as array code, or as fused CUDA
         kernels (a model on ``device="cuda"`` only); see :mod:`minivae.ops`.
+    schedule : :class:`~minivae.schedules.Schedule` or dict, optional
+        The learning rate at every step (:mod:`minivae.schedules`), an instance or
+        its spec (``{"name": "cosine", "lr": 1e-3, "total_steps": 5000}``); the
+        optimizer's ``lr`` is set from it before every update. Default: ``Constant(lr)``.
     **optimizer_options
         E.g. ``momentum=0.9`` for SGD, ``beta1``, ``beta2``, ``eps`` for Adam.
     """
 
-    def __init__(self, model, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 128,
-                 warmup_epochs: float = 0.0, seed: int = 0, kernels: str = "plain", **optimizer_options):
+    def __init__(self, model, optimizer: str = "adam", lr: float | None = None, batch_size: int = 128,
+                 warmup_epochs: float = 0.0, seed: int = 0, kernels: str = "plain", *, schedule=None,
+                 **optimizer_options):
         if not isinstance(model, VAE):
             raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
         self.model = model
@@ -86,9 +92,11 @@ class Trainer:
         self.seed = check_int("seed", seed, 0)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        self.schedule = _resolve_schedule(schedule, lr)
         self._fast = FastStep(model, kernels)
         self.kernels = kernels
-        self.optimizer = make_optimizer(optimizer, model.params, lr=lr, ops=self._fast.ops, **optimizer_options)
+        self.optimizer = make_optimizer(optimizer, model.params, lr=self.schedule(0), ops=self._fast.ops,
+                                        **optimizer_options)
         self.rng = np.random.default_rng(seed)  # shuffling, and the noise on the CPU
         self.epoch = 0
         self.step_count = 0
@@ -132,6 +140,7 @@ class Trainer:
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.fast`)."""
         loss = self._fast(ws, self.noise_rng, beta=beta, need_loss=need_loss)
         self._check_finite(loss)
+        self.optimizer.lr = self.schedule(self.step_count)  # a host float: the update's scalar argument, no sync
         self.optimizer.step()
         self.step_count += 1
         return loss
@@ -258,6 +267,17 @@ class Trainer:
         return total / n
 
 
+def _resolve_schedule(schedule, lr):
+    """The trainer's schedule: ``Constant(lr)`` without one; with one, ``lr`` left out or equal to its own."""
+    if schedule is None:
+        return Constant(1e-3 if lr is None else lr)
+    schedule = make_schedule(schedule)  # TypeError/ValueError naming `schedule`
+    if lr is not None and check_float("lr", lr) != schedule.lr:
+        raise ValueError(f"lr: expected None (or {schedule.lr}, the schedule's own) when a schedule is given, "
+                         f"got {lr}; schedule={schedule!r}")
+    return schedule
+
+
 def _progress(total: int, enabled: bool):
     if not enabled:
         return None
@@ -266,10 +286,16 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="training", unit="step", leave=True)
 
 
-def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3,
-        warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None, progress: bool = True,
-        checkpoint: str | None = None, kernels: str = "plain", **optimizer_options) -> History:
-    """Train ``model`` in place (a one-call wrapper around :class:`Trainer`)."""
+def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam",
+        lr: float | None = None, warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None,
+        progress: bool = True, checkpoint: str | None = None, kernels: str = "plain", schedule=None,
+        **optimizer_options) -> History:
+    """Train ``model`` in place (a one-call wrapper around :class:`Trainer`).
+
+    ``lr`` defaults to 1e-3, constant; ``schedule`` (a :class:`~minivae.schedules.Schedule` or its dict spec)
+    replaces it by a learning rate per step. Its steps count updates: ``epochs * steps_per_epoch(N, batch_size)``
+    of them in this call (:func:`minivae.schedules.steps_per_epoch`).
+    """
     trainer = Trainer(model, optimizer, lr=lr, batch_size=batch_size, warmup_epochs=warmup_epochs, seed=seed,
-                      kernels=kernels, **optimizer_options)
+                      kernels=kernels, schedule=schedule, **optimizer_options)
     return trainer.fit(x, c, epochs=epochs, x_val=x_val, c_val=c_val, progress=progress, checkpoint=checkpoint)
