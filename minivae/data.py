@@ -12,7 +12,9 @@ class labels as an int64 array of shape (N,).
   (:func:`read_idx`), downloaded once into a cache directory and checked
   against SHA-256 digests before being used.
 * :func:`one_hot`, :func:`train_val_test_split`, :func:`binarize`,
-  :func:`binarize_stochastic` -- small transformations of the above.
+  :func:`binarize_stochastic`, :func:`binarize_split` -- small transformations of the above.
+
+The ring's exact density is :func:`minivae.ring_density.ring_log_density`.
 """
 
 from __future__ import annotations
@@ -189,6 +191,32 @@ def binarize_stochastic(x: np.ndarray, rng) -> np.ndarray:
     """
     x = _check_float_array("x", x, unit_interval=True)
     return (_generator(rng).random(x.shape) < x).astype(x.dtype)
+
+
+#: How grey levels in [0, 1] become data for a Bernoulli decoder (:func:`binarize_split`).
+BINARIZE = ("none", "threshold", "stochastic")
+
+
+def binarize_split(split: DataSplit, mode: str, rng) -> DataSplit:
+    r"""``split`` with its pixels made binary by ``mode``, so a Bernoulli decoder's log-likelihood is one.
+
+    * ``"none"``: unchanged. A Bernoulli "log-likelihood" of grey levels is then a cross-entropy score,
+      :math:`\sum_d x_d \log p_d + (1 - x_d)\log(1 - p_d)`, not the log-density of any distribution of the data.
+    * ``"threshold"``: every part through :func:`binarize` (``x > 0.5``).
+    * ``"stochastic"``: the validation and test parts drawn once, :math:`x \sim \mathrm{Bernoulli}(\text{grey})`,
+      from ``rng`` (a Generator or an int seed: fix it and the held-out data are fixed); the training part is
+      returned grey, for a fresh draw every epoch (:func:`binarize_stochastic`), as the literature does.
+    """
+    if not isinstance(split, DataSplit):
+        raise TypeError(f"split: expected a DataSplit, got {type(split).__name__}")
+    mode = check_choice("mode", mode, BINARIZE)
+    if mode == "none":
+        return split
+    if mode == "threshold":
+        return split._replace(train=binarize(split.train), val=binarize(split.val), test=binarize(split.test))
+    rng = _generator(rng)
+    val = binarize_stochastic(split.val, rng)  # val first, then test: the same seed gives the same parts
+    return split._replace(val=val, test=binarize_stochastic(split.test, rng))
 
 
 # ------------------------------------------------------------ IDX files and MNIST

@@ -22,7 +22,19 @@ equal for every configuration. Nothing here is new maths; four things differ:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from .kl import kl_per_dim
 from .ops import get_ops
+from .reparam import clamp_log_var_forward, split_head
+
+
+class StepTerms(NamedTuple):
+    """The two terms of the last step's loss (0-d arrays) and the KL per latent dimension (K,), batch means."""
+
+    kl: object  # mean_n KL_n (not weighted by beta)
+    nll: object  # mean_{s,n} -log p(x_n | z_sn), the reconstruction term
+    kl_per_dim: object  # mean_n of eq. kl-fwd's terms, one per latent dimension
 
 # --------------------------------------------------------------------------- buffers
 
@@ -66,6 +78,7 @@ class FastStep:
         self.ops = get_ops(kernels, model.device)
         self._workspaces = {}
         self.weights = {net: model._weights(net) for net in ("encoder", "decoder")}
+        self.terms = None  # StepTerms of the last step that computed the loss
 
     def workspace(self, n: int) -> Workspace:
         if n not in self._workspaces:
@@ -123,7 +136,8 @@ class FastStep:
     def __call__(self, ws: Workspace, rng, beta: float = 1.0, need_loss: bool = False):
         """One forward and backward pass on the batch in ``ws.enc_in``; gradients land in ``model.params.grad``.
 
-        Returns the negative ELBO (a 0-d array) when ``need_loss``, else ``None``.
+        Returns the negative ELBO (a 0-d array) when ``need_loss``, else ``None``; then also sets
+        ``self.terms`` (:class:`StepTerms`: the KL, the reconstruction term and the KL per latent dimension).
         """
         model, cfg = self.model, self.model.config
         S, N, K = cfg.n_samples, ws.n, cfg.latent_dim
@@ -132,6 +146,9 @@ class FastStep:
         enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc)
         rng.standard_normal(out=ws.noise, dtype=model.dtype)  # the same draws as reparam.draw_noise
         kl, head_cache = self.ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
+        if need_loss:  # the KL per latent dimension, for the history (collapse shows there first)
+            mu, log_var_raw = split_head(enc_out)
+            kl_dims = kl_per_dim(mu, clamp_log_var_forward(log_var_raw)[0]).mean(axis=0)
         if cfg.condition_dim:
             ws.dec_in.reshape(S, N, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
         dec_out = self._mlp_forward(ws.dec_in, "decoder", ws.dec).reshape(S, N, -1)
@@ -144,4 +161,5 @@ class FastStep:
         self._mlp_backward(ws, ws.enc_in, "encoder", ws.enc, ws.denc)
         if not need_loss:
             return None
-        return beta * kl.mean() + nll_sum * (1.0 / (S * N))  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}
+        self.terms = StepTerms(kl.mean(), nll_sum * (1.0 / (S * N)), kl_dims)
+        return beta * self.terms.kl + self.terms.nll  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}

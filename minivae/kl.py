@@ -39,6 +39,16 @@ def kl_forward(mu, log_var):
     return kl, KLCache(mu, var)
 
 
+def kl_per_dim(mu, log_var):
+    r"""The terms of eq. ``kl-fwd`` before the sum over :math:`k`: (N, K), each :math:`\ge 0`.
+
+    :math:`\tfrac12(\mu_{nk}^2 + \sigma_{nk}^2 - 1 - \log\sigma_{nk}^2)`; a latent dimension whose KL stays
+    near 0 for every example carries no information (posterior collapse). Summed over k it is ``kl_forward``'s KL.
+    """
+    xp = get_array_module(mu)
+    return 0.5 * (mu * mu + (xp.expm1(log_var) - log_var))
+
+
 def kl_backward(dkl, cache: KLCache):
     r"""Gradients of the KL (eq. ``kl-bwd``).
 

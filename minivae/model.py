@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module, default_rng, generator_device, get_array_module, resolve_device, to_device
+from .backend import (array_module, default_rng, generator_device, get_array_module, resolve_device, to_device,
+                      to_numpy)
 from .kl import kl_backward, kl_forward
 from .layers import ACTIVATIONS, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
@@ -110,6 +111,14 @@ class Loss(NamedTuple):
     total: object  # beta * kl + nll
     kl: object  # mean KL(q(z|x) || p(z))
     nll: object  # mean over examples and samples of -log p(x|z)
+
+
+class ActiveUnits(NamedTuple):
+    """Which latent dimensions the encoder uses (:meth:`VAE.active_units`)."""
+
+    count: int  # how many dimensions have activity above the threshold
+    activity: object  # (K,) float64 numpy array, Cov_x(E_q[z_k]) for each k
+    threshold: float
 
 
 class VAE:
@@ -414,6 +423,24 @@ class VAE:
         if mean:
             return self.likelihood.mean(out, self._likelihood_params())
         return self.likelihood.sample(out, self._likelihood_params(), rng)
+
+    def active_units(self, x, c=None, threshold: float = 0.01, batch_size: int = 1024) -> ActiveUnits:
+        r"""The active latent units on data ``x`` (N, D) (Burda et al., 2016):
+        :math:`A_k = \operatorname{Cov}_x\big(E_{q(z|x)}[z_k]\big) = \operatorname{Var}_n(\mu_{nk}) > ` ``threshold``.
+
+        A dimension whose posterior mean does not move with the data carries no information about it: the decoder
+        ignores it (posterior collapse). The variance is over the N rows (divided by N). Returns
+        :class:`ActiveUnits` ``(count, activity (K,), threshold)``, ``activity`` a float64 numpy array.
+        """
+        x = self._check_x(x)
+        c = self._check_c(c, x.shape[0], "x")
+        threshold = check_float("threshold", threshold, minimum=0.0)
+        batch_size = check_int("batch_size", batch_size, 1)
+        mu = np.concatenate([np.asarray(to_numpy(self._encode(x[i:i + batch_size],
+                                                               None if c is None else c[i:i + batch_size])[0]),
+                                        dtype=np.float64) for i in range(0, x.shape[0], batch_size)])
+        activity = mu.var(axis=0)
+        return ActiveUnits(int((activity > threshold).sum()), activity, threshold)
 
     def log_likelihood(self, x, k: int = 1000, c=None, *, rng=None, batch_size: int = 256):
         """Importance-weighted estimate of log p(x) per example, see :func:`minivae.scoring.log_likelihood`."""

@@ -89,6 +89,8 @@ def save_trainer(path, trainer: Trainer) -> None:
                     "schedule": trainer.schedule.to_dict(),  # with step_count: the next learning rates, exactly
                     "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
     }
+    if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
+        meta["data"] = trainer.data
     save_checkpoint(path, arrays, meta)
 
 
@@ -127,9 +129,20 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
         trainer.rng.bit_generator.state = state["rng"]
         trainer._reseed_noise()  # on the GPU, from (seed, step count); on the CPU it is trainer.rng, just restored
         trainer.history = History(**state["history"])
+        trainer.data = meta.get("data")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad training state: {exc}") from exc
     return trainer
 
 
-__all__ = ["save_model", "load_model", "save_trainer", "load_trainer", "CheckpointError"]
+def load_data_record(path) -> dict | None:
+    """The record of how a training checkpoint's data were made (a dict), or None if it has none (an older file,
+    or a model saved by :func:`save_model`)."""
+    _, meta = load_checkpoint(path)
+    record = meta.get("data")
+    if record is not None and not isinstance(record, dict):
+        raise CheckpointError(f"cannot load checkpoint '{path}': its data record is not a dict: {record!r}")
+    return record
+
+
+__all__ = ["save_model", "load_model", "save_trainer", "load_trainer", "load_data_record", "CheckpointError"]

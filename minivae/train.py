@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import default_rng, get_array_module, take_rows
+from .backend import default_rng, get_array_module, take_rows, to_numpy
 from .fast import FastStep
+from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .schedules import Constant, make_schedule
@@ -30,13 +31,29 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class History:
-    """Per-epoch mean training loss and validation loss (negative ELBO, nats per example)."""
+    r"""What each epoch of training did, in nats per example; one entry per epoch in every list.
+
+    ``train_loss`` is the mean of the minimised loss :math:`\beta\,\mathrm{KL} + \text{NLL}` over the epoch's
+    steps where it was computed (every ``log_every``-th and the last): the negative ELBO only once KL warm-up is
+    over (:math:`\beta = 1`), below it during warm-up. ``train_kl`` and ``train_nll`` are its two terms, unweighted
+    (the KL to the prior and the reconstruction term :math:`E_q[-\log p(x|z)]`), over the same steps, and
+    ``train_kl_per_dim`` the KL split over the latent dimensions (K numbers per epoch; a dimension near 0 is
+    unused: posterior collapse). ``val_loss`` is the negative ELBO (:math:`\beta = 1`) on the validation data,
+    ``val_kl``, ``val_nll`` and ``val_kl_per_dim`` its parts.
+    """
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
+    train_kl: list = field(default_factory=list)
+    train_nll: list = field(default_factory=list)
+    train_kl_per_dim: list = field(default_factory=list)
+    val_kl: list = field(default_factory=list)
+    val_nll: list = field(default_factory=list)
+    val_kl_per_dim: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"train_loss": list(self.train_loss), "val_loss": list(self.val_loss)}
+        return {name: [list(v) if isinstance(v, list) else v for v in getattr(self, name)]
+                for name in self.__dataclass_fields__}
 
 
 class Trainer:
@@ -84,6 +101,7 @@ class Trainer:
         self.epoch = 0
         self.step_count = 0
         self.history = History()
+        self.data = None  # how the training data were made (a JSON-able dict, e.g. the CLI's), saved in checkpoints
         self._reseed_noise()
         self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see _check_finite)
         self._finite = model.params.xp.empty(model.params.size, dtype=bool)  # isfinite(grad), reused every step
@@ -188,7 +206,7 @@ class Trainer:
         try:
             for _ in range(epochs):
                 order = xp.asarray(self.rng.permutation(n))
-                total, counted = 0.0, 0
+                total, counted, terms = 0.0, 0, [0.0, 0.0, 0.0]  # loss; KL, NLL, KL per dimension
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size:(i + 1) * self.batch_size]
                     ws = self._fast.workspace(idx.shape[0])
@@ -201,12 +219,14 @@ class Trainer:
                         bar.update(1)
                     if need_loss:
                         total, counted = total + loss * idx.shape[0], counted + idx.shape[0]
+                        terms = [t + v * idx.shape[0] for t, v in zip(terms, self._fast.terms)]
                         if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
                 self.epoch += 1
                 self.history.train_loss.append(float(total) / counted)
+                self._record("train", *(to_numpy(t) / counted for t in terms))
                 if x_val is not None:
-                    self.history.val_loss.append(self.evaluate(x_val, c_val))
+                    self.history.val_loss.append(self._evaluate(x_val, c_val, self._record))
                 if checkpoint is not None:
                     from .serialize import save_trainer
 
@@ -216,17 +236,34 @@ class Trainer:
                 bar.close()
         return self.history
 
+    def _record(self, part: str, kl, nll, kl_per_dim) -> None:
+        """Append one epoch's KL, reconstruction term and KL per dimension to the history's ``part`` lists."""
+        getattr(self.history, f"{part}_kl").append(float(kl))
+        getattr(self.history, f"{part}_nll").append(float(nll))
+        getattr(self.history, f"{part}_kl_per_dim").append([float(v) for v in kl_per_dim])
+
     def evaluate(self, x, c=None, batch_size: int = 1024) -> float:
         """Mean negative ELBO (beta = 1) over ``x``; its noise comes from a fixed seed, so it is comparable across epochs."""
+        return self._evaluate(x, c, None, batch_size)
+
+    def _evaluate(self, x, c, record, batch_size: int = 1024) -> float:
+        """:meth:`evaluate`; ``record("val", kl, nll, kl_per_dim)``, if given, receives the means of the parts."""
         batch_size = check_int("batch_size", batch_size, 1)
         x = self.model._check_x(x)
         c = self.model._check_c(c, x.shape[0], "x")
         rng = default_rng(self.seed + 1, self.model.device)
-        total, n = 0.0, x.shape[0]
+        total, kl, nll, n = 0.0, 0.0, 0.0, x.shape[0]
+        kl_dims = np.zeros(self.model.config.latent_dim)
         for start in range(0, n, batch_size):
-            cb = None if c is None else c[start:start + batch_size]
-            loss = self.model.loss(x[start:start + batch_size], cb, rng=rng).total
-            total += float(loss) * min(batch_size, n - start)
+            xb, cb = x[start:start + batch_size], None if c is None else c[start:start + batch_size]
+            loss = self.model.loss(xb, cb, rng=rng)
+            rows = xb.shape[0]
+            total, kl, nll = total + float(loss.total) * rows, kl + float(loss.kl) * rows, nll + float(loss.nll) * rows
+            if record is not None:
+                mu, log_var = self.model._encode(xb, cb)
+                kl_dims += to_numpy(kl_per_dim(mu, log_var).sum(axis=0))
+        if record is not None:
+            record("val", kl / n, nll / n, kl_dims / n)
         return total / n
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from minivae import ring_log_density
 from minivae.cli import main
 from minivae.images import write_png  # noqa: F401  (the CLI writes PNGs without matplotlib)
 
@@ -57,7 +58,9 @@ def test_sample_png_and_npy(trained, tmp_path):
 
 def test_score_a_split_and_a_file(trained, tmp_path, capsys):
     assert main(["score", "--checkpoint", str(trained / "model.npz"), "--k", "10"]) == 0
-    assert "mean log-likelihood (importance-weighted, k=10)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "scoring the test split of digits, data seed 0: 180 examples" in out
+    assert "importance-weighted Bernoulli score, k=10" in out and "NOT a log-likelihood" in out
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 64)))
     assert main(["score", "--checkpoint", str(trained / "model.npz"), "--input", str(tmp_path / "x.npy"),
                  "--k", "5", "--per-example"]) == 0
@@ -77,3 +80,120 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--hidden", "12,x"])
+
+
+def test_ring_train_and_score_print_the_exact_nll_the_gap_and_the_active_units(tmp_path, capsys):
+    args = ["--dataset", "ring", "--epochs", "1", "--k", "5", "--hidden", "8", "--ring-points", "500",
+            "--ring-noise", "0.1", "--no-progress"]
+    assert main(["train", *args, "--seed", "3", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "training on ring (500 points, noise 0.1), data seed 0: 400 train, 50 validation, 50 test" in out
+    assert "test NLL: exact" in out and "gap" in out and "active latent units:" in out
+    exact = [line for line in out.splitlines() if line.startswith("test NLL: exact")][0].split()[3]
+    assert float(exact.rstrip(",")) == pytest.approx(
+        -np.mean(ring_log_density(_ring_test_split(500, 0.1, 0), 0.1)), abs=1e-3)
+    # score rebuilds the model's own data from the checkpoint's record, whatever the model's --seed was
+    assert main(["score", "--checkpoint", str(tmp_path / "a" / "model.npz"), "--k", "5"]) == 0
+    scored = capsys.readouterr().out
+    assert "scoring the test split of ring (500 points, noise 0.1), data seed 0: 50 examples" in scored
+    assert f"exact {exact}" in scored
+    assert main(["score", "--checkpoint", str(tmp_path / "a" / "model.npz"), "--k", "5", "--data-seed", "2",
+                 "--split", "val"]) == 0
+    assert "scoring the val split of ring (500 points, noise 0.1), data seed 2" in capsys.readouterr().out
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert {"train_kl", "train_nll", "train_kl_per_dim", "val_kl", "val_nll", "val_kl_per_dim"} <= set(history)
+
+
+def _ring_test_split(n, noise, data_seed):
+    from minivae import data
+
+    return data.train_val_test_split(data.ring(n, noise, rng=data_seed), rng=data_seed).test
+
+
+def test_the_data_seed_fixes_the_split_whatever_the_model_seed(tmp_path, capsys):
+    from minivae.serialize import load_data_record
+
+    for seed in ("0", "5"):
+        assert main(["train", "--dataset", "ring", "--epochs", "1", "--k", "2", "--hidden", "4", "--ring-points",
+                     "300", "--seed", seed, "--out", str(tmp_path / seed), "--no-progress"]) == 0
+    records = [load_data_record(tmp_path / seed / "model.npz") for seed in ("0", "5")]
+    assert records[0] == records[1] == {"dataset": "ring", "data_seed": 0, "binarize": "none", "ring_points": 300,
+                                        "ring_noise": 0.05}
+    capsys.readouterr()
+
+
+def test_score_of_a_checkpoint_without_a_data_record_falls_back_with_a_note(trained, tmp_path, capsys):
+    from minivae.serialize import load_model, save_model
+
+    save_model(tmp_path / "old.npz", load_model(trained / "model.npz"))  # a model file: no record of its data
+    assert main(["score", "--checkpoint", str(tmp_path / "old.npz"), "--k", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "does not record its data" in captured.err and "assuming digits, data seed 0" in captured.err
+    assert "scoring the test split of digits, data seed 0" in captured.out
+
+
+def test_stochastic_binarization_prints_a_true_log_likelihood(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert main(["train", "--binarize", "stochastic", "--epochs", "2", "--k", "5", "--hidden", "16",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "digits (binarized: stochastic), data seed 0" in out
+    assert "test log-likelihood (importance-weighted, k=5)" in out and "NOT" not in out
+    assert main(["score", "--checkpoint", str(tmp_path / "model.npz"), "--k", "5"]) == 0
+    assert "test log-likelihood" in capsys.readouterr().out  # binarized as the model was trained
+    assert main(["score", "--checkpoint", str(tmp_path / "model.npz"), "--k", "5", "--binarize", "none"]) == 0
+    assert "NOT a log-likelihood of the data" in capsys.readouterr().out
+
+
+def test_a_collapsed_posterior_is_reported_on_stderr(capsys):
+    from minivae.cli import _report_active_units
+    from minivae.model import VAE
+
+    model = VAE(2, 2, (4,), likelihood="gaussian_shared")
+    model.params["encoder.1.W"][...] = 0.0  # mu(x) = the bias for every x: no unit is active
+    _report_active_units(model, np.random.default_rng(0).normal(size=(50, 2)), None, "ring")
+    captured = capsys.readouterr()
+    assert "active latent units: 0 of 2" in captured.out
+    assert "POSTERIOR COLLAPSE" in captured.err and "0 of 2" in captured.err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--dataset", "digits", "--ring-points", "100"], "--ring-points"),
+    (["--dataset", "digits", "--ring-noise", "0.1"], "--ring-noise"),
+    (["--dataset", "ring", "--binarize", "threshold"], "--binarize"),
+    (["--dataset", "digits", "--init-log-var", "-2"], "--init-log-var"),
+    (["--dataset", "ring", "--likelihood", "gaussian_fixed", "--init-log-var", "-2"], "--init-log-var"),
+    (["--dataset", "ring", "--fixed-variance", "0.01", "--init-log-var", "-2"], "--init-log-var"),
+    (["--dataset", "ring", "--fixed-variance", "0.01", "--likelihood", "gaussian_shared"], "--fixed-variance"),
+])
+def test_dataset_flags_that_do_not_fit_are_refused_by_name(argv, flag, tmp_path, capsys):
+    assert main(["train", *argv, "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert f"error: {flag}: expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, flag", [(["--init-log-var", "25"], "--init-log-var"),
+                                        (["--fixed-variance", "0"], "--fixed-variance"),
+                                        (["--ring-noise", "0"], "--ring-noise"),
+                                        (["--binarize", "soft"], "--binarize")])
+def test_flag_values_out_of_range_are_refused_by_argparse(argv, flag, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", *argv])
+    assert flag in capsys.readouterr().err
+
+
+def test_init_log_var_and_fixed_variance_reach_the_model(tmp_path, capsys):
+    from minivae.serialize import load_trainer
+
+    base = ["train", "--dataset", "ring", "--epochs", "1", "--k", "2", "--hidden", "4", "--ring-points", "300",
+            "--lr", "1e-9", "--no-progress"]
+    assert main([*base, "--init-log-var", "-3", "--out", str(tmp_path / "a")]) == 0
+    model = load_trainer(tmp_path / "a" / "model.npz").model
+    assert float(model.params["likelihood.log_var"]) == pytest.approx(-3.0, abs=1e-4)
+    assert main([*base, "--likelihood", "gaussian_per_example", "--init-log-var", "-3", "--out",
+                 str(tmp_path / "b")]) == 0
+    model = load_trainer(tmp_path / "b" / "model.npz").model
+    np.testing.assert_allclose(model.params["decoder.1.b"][2:], -3.0, atol=1e-4)
+    assert main([*base, "--fixed-variance", "0.01", "--out", str(tmp_path / "c")]) == 0
+    model = load_trainer(tmp_path / "c" / "model.npz").model
+    assert model.config.likelihood == "gaussian_fixed" and model.config.fixed_variance == 0.01
+    capsys.readouterr()

@@ -337,3 +337,28 @@ def test_load_mnist_rejects_wrong_image_shape(tmp_path):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(idx_bytes(np.zeros((5, 8, 8), np.uint8), 0x08))
     with pytest.raises(ValueError, match=r"expected uint8 images of shape \(N, 28, 28\)"):
         data.load_mnist(tmp_path, download=False)
+
+
+def test_binarize_split_modes():
+    grey = np.random.default_rng(0).random((40, 6))
+    split = data.train_val_test_split(grey, rng=0)
+    assert data.binarize_split(split, "none", 0) is split
+    hard = data.binarize_split(split, "threshold", 0)
+    for part, original in zip(hard[:3], split[:3]):
+        np.testing.assert_array_equal(part, original > 0.5)
+    drawn = data.binarize_split(split, "stochastic", 7)
+    assert drawn.train is split.train  # grey: drawn afresh every epoch by the trainer's caller
+    for part in (drawn.val, drawn.test):
+        assert set(np.unique(part)) <= {0.0, 1.0}
+    again = data.binarize_split(split, "stochastic", 7)
+    np.testing.assert_array_equal(again.val, drawn.val)  # a fixed seed fixes the held-out draws
+    np.testing.assert_array_equal(again.test, drawn.test)
+    assert not np.array_equal(data.binarize_split(split, "stochastic", 8).test, drawn.test)
+
+
+def test_binarize_split_refuses_bad_input():
+    split = data.train_val_test_split(np.random.default_rng(0).random((10, 2)), rng=0)
+    with pytest.raises(ValueError, match="^mode: expected"):
+        data.binarize_split(split, "soft", 0)
+    with pytest.raises(TypeError, match="^split: expected a DataSplit"):
+        data.binarize_split(split.train, "threshold", 0)

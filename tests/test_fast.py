@@ -79,3 +79,22 @@ def test_the_step_allocates_its_buffers_once():
     step(ws, np.random.default_rng(1))
     assert buffers == [id(a) for a in ws.enc + ws.dec + ws.denc + ws.ddec]
     assert ws.dec[-1].dtype == np.float32  # no silent promotion to float64
+
+
+@given(seed=st.integers(0, 2**31), likelihood=st.sampled_from(LIKELIHOODS), n_samples=st.integers(1, 3),
+       n=st.integers(1, 6), latent=st.integers(1, 3), beta=st.floats(0.0, 2.0))
+def test_the_step_reports_the_references_kl_and_reconstruction_terms(seed, likelihood, n_samples, n, latent, beta):
+    rng = np.random.default_rng(seed)
+    model = VAE(4, latent, (3,), likelihood=likelihood, n_samples=n_samples, dtype="float64")
+    model.params.data[:] = rng.normal(0.0, 0.5, model.params.size)
+    x = rng.random((n, 4))
+    step = fast.FastStep(model)
+    ws = step.workspace(n)
+    ws.x[...] = x
+    loss = step(ws, np.random.default_rng(seed + 1), beta=beta, need_loss=True)
+    ref = model.loss(x, rng=np.random.default_rng(seed + 1), beta=beta)
+    assert float(step.terms.kl) == pytest.approx(float(ref.kl), rel=1e-12, abs=1e-15)
+    assert float(step.terms.nll) == pytest.approx(float(ref.nll), rel=1e-12)
+    assert step.terms.kl_per_dim.shape == (latent,) and (step.terms.kl_per_dim >= 0).all()
+    assert float(step.terms.kl_per_dim.sum()) == pytest.approx(float(ref.kl), rel=1e-12, abs=1e-15)
+    assert float(loss) == pytest.approx(beta * float(ref.kl) + float(ref.nll), rel=1e-12)

@@ -297,3 +297,31 @@ def test_beta_zero_drops_the_kl_from_the_loss_and_its_gradient(rng):
     loss_2 = model.loss(x, noise=noise, beta=2.0)
     assert float(loss_2.total) == pytest.approx(2.0 * float(loss.kl) + float(loss.nll), rel=1e-14)
     assert math.isfinite(float(loss_2.total))
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["vae", "cvae"])
+def test_active_units_count_the_latent_means_that_move_with_the_data(conditional, rng):
+    model = VAE(5, 3, (6,), condition_dim=2 if conditional else 0, dtype="float64", seed=1)
+    model.params.data[:] = rng.normal(0.0, 1.0, model.params.size)
+    # A hand-built case: the encoder's last layer gives mu_1 a constant (bias only) and mu_2 a tiny slope.
+    W, b = model.params["encoder.1.W"], model.params["encoder.1.b"]
+    W[:, 1] = 0.0
+    b[1] = 3.0
+    W[:, 2] *= 1e-4
+    x = rng.random((200, 5))
+    c = np.eye(2)[rng.integers(0, 2, 200)] if conditional else None
+    active = model.active_units(x, c)
+    mu, _ = model.encode(x, c)
+    np.testing.assert_allclose(active.activity, mu.var(axis=0), rtol=1e-12)
+    assert active.activity[1] == 0.0 and active.activity[2] < 1e-6 < 0.01 < active.activity[0]
+    assert active.count == 1 and active.threshold == 0.01
+    assert model.active_units(x, c, threshold=0.0).count == 2  # the tiny slope is above a zero threshold
+    assert model.active_units(x, c, batch_size=7).activity == pytest.approx(active.activity, rel=1e-12)
+
+
+def test_active_units_refuse_a_bad_threshold(rng):
+    model = VAE(3, 2, (4,))
+    with pytest.raises(ValueError, match="^threshold: expected"):
+        model.active_units(rng.random((4, 3)), threshold=-1.0)
+    with pytest.raises(TypeError, match="^threshold: expected"):
+        model.active_units(rng.random((4, 3)), threshold="0.01")

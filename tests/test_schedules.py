@@ -189,7 +189,8 @@ def test_a_training_file_from_before_schedules_resumes_at_its_constant_rate(tmp_
 def test_the_command_line_trains_with_a_schedule_in_epochs_and_saves_it(tmp_path, capsys):
     from minivae.cli import main
 
-    assert main(["train", "--dataset", "ring", "--epochs", "3", "--batch-size", "600", "--hidden", "8", "--k", "5",
+    assert main(["train", "--dataset", "ring", "--ring-points", "6000", "--epochs", "3", "--batch-size", "600",
+                 "--hidden", "8", "--k", "5",
                  "--schedule", "cosine", "--lr", "0.01", "--lr-min", "0.001", "--lr-warmup", "1",
                  "--out", str(tmp_path), "--no-progress"]) == 0
     trainer = load_trainer(tmp_path / "model.npz")  # 4800 training points: 8 steps per epoch

@@ -146,3 +146,35 @@ def test_on_a_gpu_the_guard_waits_for_the_loss_and_still_catches_a_nan_in_betwee
     with pytest.raises(NonFiniteError, match="or in the steps since the last check"):
         trainer._check_finite(np.float32(1.0))  # the loss is read: the NaN in the running sum is found
     assert trainer._unchecked is None
+
+
+def test_history_records_the_kl_and_reconstruction_terms_per_epoch_and_per_dimension():
+    split = data.train_val_test_split(data.ring(400, rng=0), rng=0)
+    model = VAE(2, 3, (8,), likelihood="gaussian_shared", seed=0)
+    trainer = Trainer(model, lr=1e-2, batch_size=40, seed=0)
+    history = trainer.fit(split.train, epochs=3, x_val=split.val, progress=False, log_every=1)
+    h = history.to_dict()
+    for name in ("train_loss", "val_loss", "train_kl", "train_nll", "val_kl", "val_nll"):
+        assert len(h[name]) == 3, name
+    assert np.array(h["train_kl_per_dim"]).shape == (3, 3) and np.array(h["val_kl_per_dim"]).shape == (3, 3)
+    # No warm-up: the training loss is the KL plus the reconstruction term, over the same steps (float32 sums).
+    np.testing.assert_allclose(h["train_loss"], np.add(h["train_kl"], h["train_nll"]), rtol=1e-5)
+    np.testing.assert_allclose(np.sum(h["train_kl_per_dim"], axis=1), h["train_kl"], rtol=1e-5)
+    np.testing.assert_allclose(h["val_loss"], np.add(h["val_kl"], h["val_nll"]), rtol=1e-5)
+    np.testing.assert_allclose(np.sum(h["val_kl_per_dim"], axis=1), h["val_kl"], rtol=1e-4)
+    assert trainer.evaluate(split.val) == pytest.approx(h["val_loss"][-1])
+
+
+def test_history_during_warmup_weights_the_kl_and_loads_from_an_older_checkpoint(tmp_path):
+    from minivae.serialize import load_trainer, save_trainer
+    from minivae.train import History
+
+    x = data.ring(200, rng=1)
+    trainer = Trainer(VAE(2, 2, (8,), likelihood="gaussian_shared"), lr=1e-2, batch_size=50, warmup_epochs=10)
+    h = trainer.fit(x, epochs=1, progress=False, log_every=1).to_dict()
+    assert h["train_loss"][0] < h["train_kl"][0] + h["train_nll"][0]  # beta < 1: below the negative ELBO
+    trainer.data = {"dataset": "ring", "data_seed": 4}
+    save_trainer(tmp_path / "t.npz", trainer)
+    loaded = load_trainer(tmp_path / "t.npz")
+    assert loaded.history.to_dict() == trainer.history.to_dict() and loaded.data == trainer.data
+    assert History(train_loss=[1.0], val_loss=[2.0]).train_kl == []  # a history saved before the split existed
