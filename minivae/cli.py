@@ -30,7 +30,7 @@ from . import data as datasets
 from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
 from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
-from .layers import ACTIVATIONS
+from .layers import ACTIVATIONS, INITS
 from .likelihoods import LIKELIHOODS
 from .model import VAE, build_model, VAEConfig
 from .ops import KERNELS
@@ -324,7 +324,7 @@ def cmd_train(args) -> int:
                          f"outside [0, 1], got {likelihood!r}")
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
-                       condition_dim=10 if args.conditional else 0,
+                       condition_dim=10 if args.conditional else 0, init=args.init,
                        fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance)
     model = build_model(config, seed=args.seed, device=device)
     if args.init_log_var is not None:
@@ -586,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
     model_flags(t, None, None, None, None)
+    t.add_argument("--init", choices=INITS, default=VAEConfig.init,
+                   help="initial weights: he (normal, variance 2/fan-in, zero biases) or torch (nn.Linear's uniform)")
     device_flag(t)
     t.set_defaults(func=cmd_train)
 

@@ -49,6 +49,32 @@ def affine_backward(dout, cache: AffineCache, need_dx: bool = True):
     return dx, dW, db
 
 
+#: The initialisations of an affine layer (:func:`affine_init`; derivations: ``docs/optimisation.md``).
+INITS = ("he", "torch")
+#: The models' default, the one that trains the digits to the better held-out ELBO (``docs/optimisation.md``).
+DEFAULT_INIT = "he"
+
+
+def affine_init(W, b, scheme: str, activation: str, rng) -> None:
+    r"""Set an affine layer's initial ``W`` (I, O) and ``b`` (O,) in place, drawing from the NumPy ``rng``.
+
+    ``"he"`` (eq. ``init-he``): :math:`W_{io} \sim \mathcal N(0, g / I)` with gain :math:`g = 2` before a
+    ReLU or leaky ReLU (He et al. 2015) and :math:`g = 1` otherwise (LeCun), :math:`b = 0`.
+    ``"torch"`` (eq. ``init-torch``, PyTorch's ``nn.Linear``): :math:`W_{io}, b_o \sim U(-1/\sqrt I, 1/\sqrt I)`,
+    variance :math:`1/(3I)`. :math:`I` is the fan-in, the layer's number of inputs.
+    """
+    check_choice("init", scheme, INITS)
+    fan_in = W.shape[0]
+    if scheme == "he":
+        gain = 2.0 if activation in ("relu", "leaky_relu") else 1.0
+        W[...] = rng.standard_normal(W.shape) * np.sqrt(gain / fan_in)  # Var W = g / I, eq. init-he
+        b[...] = 0.0
+    else:
+        bound = 1.0 / np.sqrt(fan_in)
+        W[...] = rng.uniform(-bound, bound, W.shape)  # Var W = bound^2 / 3 = 1 / (3 I), eq. init-torch
+        b[...] = rng.uniform(-bound, bound, b.shape)
+
+
 # --------------------------------------------------------------------------- stable scalar functions
 
 

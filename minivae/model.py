@@ -29,7 +29,7 @@ import numpy as np
 from .backend import (array_module, default_rng, generator_device, get_array_module, resolve_device, to_device,
                       to_numpy)
 from .kl import kl_backward, kl_forward
-from .layers import ACTIVATIONS, get_activation
+from .layers import ACTIVATIONS, DEFAULT_INIT, INITS, affine_init, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
 from .mlp import mlp_backward, mlp_forward
 from .params import ParamBuffer
@@ -48,6 +48,7 @@ class VAEConfig:
     ``hidden`` are the encoder's hidden widths; the decoder uses them in
     reverse unless ``decoder_hidden`` is given. ``()`` means no hidden layer
     (linear encoder/decoder). ``condition_dim > 0`` makes a conditional VAE.
+    ``init`` names how the weights start (:data:`minivae.layers.INITS`, :func:`minivae.layers.affine_init`).
     """
 
     data_dim: int
@@ -59,6 +60,7 @@ class VAEConfig:
     fixed_variance: float = 1.0
     n_samples: int = 1
     condition_dim: int = 0
+    init: str = DEFAULT_INIT
 
     def __post_init__(self):
         # Each field is checked and stored as a plain Python value (an np.int64 would not survive JSON).
@@ -79,6 +81,7 @@ class VAEConfig:
                               maximum=math.exp(LOG_VAR_LIMIT)))
         set_field(self, "n_samples", check_int("n_samples", self.n_samples, 1))
         set_field(self, "condition_dim", check_int("condition_dim", self.condition_dim, 0))
+        check_choice("init", self.init, INITS)
 
     @property
     def decoder_widths(self) -> tuple:
@@ -140,6 +143,10 @@ class VAE:
         S, Monte Carlo samples of z per example in the loss (the lecture's B).
     condition_dim : int
         C > 0 for a conditional VAE (see :class:`CVAE`).
+    init : str
+        The initial weights: ``"he"`` (normal, variance 2/fan-in before a ReLU, 1/fan-in otherwise; zero biases)
+        or ``"torch"`` (PyTorch's ``nn.Linear``: weights and biases uniform on :math:`\pm 1/\sqrt{\text{fan-in}}`).
+        See :func:`minivae.layers.affine_init`.
     dtype : str
         ``"float32"`` (training) or ``"float64"`` (gradient checks).
     seed : int
@@ -164,12 +171,13 @@ class VAE:
     """
 
     def __init__(self, data_dim=None, latent_dim=2, hidden=(64,), *, decoder_hidden=None, activation="relu",
-                 likelihood="bernoulli", fixed_variance=1.0, n_samples=1, condition_dim=0,
+                 likelihood="bernoulli", fixed_variance=1.0, n_samples=1, condition_dim=0, init=DEFAULT_INIT,
                  dtype="float32", seed=0, device="cpu", config: VAEConfig | None = None):
         if config is None:
             config = VAEConfig(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                                decoder_hidden=decoder_hidden, activation=activation, likelihood=likelihood,
-                               fixed_variance=fixed_variance, n_samples=n_samples, condition_dim=condition_dim)
+                               fixed_variance=fixed_variance, n_samples=n_samples, condition_dim=condition_dim,
+                               init=init)
         elif not isinstance(config, VAEConfig):
             raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
         if isinstance(dtype, (str, type, np.dtype)):  # "float32", np.float32, np.dtype("f4") ... all name one dtype
@@ -210,13 +218,13 @@ class VAE:
         return shapes
 
     def _init_params(self, params: ParamBuffer, rng):
-        """Weights ~ N(0, gain / fan_in) (He for the ReLU family, LeCun otherwise); biases and log-variances 0."""
-        gain = 2.0 if self.config.activation in ("relu", "leaky_relu") else 1.0
-        for name, value in params.values.items():
-            if name.endswith(".W"):
-                value[...] = rng.standard_normal(value.shape) * np.sqrt(gain / value.shape[0])
-            else:
-                value[...] = 0.0
+        """Every affine layer by ``config.init`` (:func:`~minivae.layers.affine_init`), in the buffer's order;
+        the likelihood's log-variances 0."""
+        params.data[...] = 0.0
+        for net, sizes in self._layer_sizes().items():
+            for i in range(len(sizes) - 1):
+                affine_init(params[f"{net}.{i}.W"], params[f"{net}.{i}.b"], self.config.init, self.config.activation,
+                            rng)
 
     def _weights(self, net: str) -> list:
         n_layers = len(self._layer_sizes()[net]) - 1

@@ -43,7 +43,7 @@ def _restore_model(path, arrays: dict, meta, device: str):
     if not isinstance(meta, dict):
         raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
     try:
-        config = VAEConfig(**meta["config"])
+        config = VAEConfig(**{"init": "he", **meta["config"]})  # files from before `init` were all "he"
         seed = check_int("seed", meta.get("seed", 0), 0)
         model = build_model(config, dtype=meta["dtype"], seed=seed, device=device)
     except (KeyError, TypeError, ValueError) as exc:
