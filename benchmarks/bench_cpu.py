@@ -315,7 +315,7 @@ def worker(conn, threads, machine_blas=False):
 
                     torch.set_num_threads(threads)
                     made[key] = TorchScore(*args)
-                for _ in range(3):  # warm-up (torch.compile compiles here)
+                for _ in range(1 if kind.startswith("score-") else 3):  # warm-up (torch.compile compiles here)
                     made[key]()
                 conn.send(("ok", None))
             elif cmd == "time":

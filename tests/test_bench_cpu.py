@@ -132,7 +132,8 @@ def test_memory_scaling_and_scoring_tables_are_printed(quick_run):
     assert "Importance-weighted log-likelihood" in quick_run and "minivae " in quick_run
 
 
-@pytest.mark.parametrize("bad", [["--batches", "zero"], ["--repeats", "0"], ["--threads", "-1"]])
+@pytest.mark.parametrize("bad", [["--batches", "zero"], ["--repeats", "0"], ["--threads", "-1"],
+                                 ["--tables", "speed"]])
 def test_bad_arguments_are_refused_by_the_parser(bad):
     result = run_script(*bad)
     assert result.returncode == 2 and "usage: bench_cpu.py" in result.stderr, result.stderr

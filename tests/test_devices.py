@@ -243,7 +243,8 @@ def _load_stand_in():
     """The CuPy stand-in as a module of its own name, without putting it on the path as ``cupy``."""
     name = "minivae_test_fake_cupy"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fake_cupy" / "cupy" / "__init__.py")
+        path = Path(__file__).parent / "fake_cupy" / "cupy" / "__init__.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # its get_array_module finds itself there
         spec.loader.exec_module(module)
@@ -320,6 +321,18 @@ def test_the_fused_step_launches_one_kernel_per_chain(stand_in, host_build):
     assert kernels == {"bias_act_forward": 4, "act_backward": 2, "head_forward": 1, "head_backward": 1,
                        "bernoulli_grad": 1, "adam": 1}, stand_in.LAUNCHES
     assert stand_in.LAUNCHES["matmul"] == 15  # 11 products and 4 bias gradients 1^T da
+
+
+def test_a_scoring_pass_takes_few_chunks_on_the_gpu(stand_in):
+    from minivae.backend import BLOCK_ELEMENTS
+
+    model = VAE(BENCH_D, BENCH_K, (BENCH_H,), likelihood="bernoulli", dtype="float32", seed=0, device="cuda")
+    x = (np.random.default_rng(0).random((256, BENCH_D)) < 0.3).astype(np.float32)
+    stand_in.LAUNCHES.clear()
+    model.log_likelihood(x, k=100)
+    per_chunk = BLOCK_ELEMENTS["scoring"]["cuda"] // (256 * BENCH_D)  # samples a chunk holds: 83
+    assert stand_in.LAUNCHES["standard_normal"] == -(-100 // per_chunk) == 2  # one draw per chunk
+    assert BLOCK_ELEMENTS["scoring"]["cpu"] // (256 * BENCH_D) == 1  # the CPU's chunks: one sample each
 
 
 def _float32_step_twins(trainer_of, steps=3):
