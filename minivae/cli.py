@@ -529,6 +529,33 @@ def cmd_gradcheck(args) -> int:
     return 0 if verdict == "PASS" else 1
 
 
+def cmd_exercise(args) -> int:
+    """List the exercises, print one's stub, or check a learner's file (``minivae/exercises/``)."""
+    from .exercises import EXERCISES, check_file, get_exercise
+
+    if args.action == "list":
+        for name, exercise in EXERCISES.items():
+            print(f"{name:<11} {exercise.function:<24} {exercise.summary}")
+        print("\nminivae exercise show NAME > my_NAME.py  prints a stub to fill in; "
+              "minivae exercise check NAME my_NAME.py  checks it")
+        return 0
+    if args.name is None:
+        raise ValueError(f"NAME: expected an exercise name after {args.action!r}, one of {sorted(EXERCISES)}")
+    exercise = get_exercise(args.name)
+    if args.action == "show":
+        print(exercise.stub.read_text(encoding="utf-8"), end="")
+        if args.answer:
+            print("\n" + exercise.answer(), end="")
+        return 0
+    if args.file is None:
+        raise ValueError(f"FILE: expected the Python file defining {exercise.function}() to check, got none")
+    report = check_file(args.name, args.file)
+    print(report.text(), end="")
+    if args.answer:
+        print("\n" + exercise.answer(), end="")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minivae", description="A hand-derived variational autoencoder in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -623,6 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_flags(g, 3, (5, 4), "tanh")
     device_flag(g)
     g.set_defaults(func=cmd_gradcheck)
+
+    e = sub.add_parser("exercise", help="derive a backward pass yourself; checked by finite differences")
+    e.add_argument("action", choices=("list", "show", "check"))
+    e.add_argument("name", nargs="?", default=None, help="the exercise, as `minivae exercise list` names it")
+    e.add_argument("file", nargs="?", default=None, help="check: the Python file with your function")
+    e.add_argument("--answer", action="store_true", help="also print the worked answer")
+    e.set_defaults(func=cmd_exercise)
     return parser
 
 
