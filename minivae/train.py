@@ -22,7 +22,7 @@ from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .schedules import Constant, make_schedule
-from .validate import check_float, check_int
+from .validate import check_bool, check_float, check_int
 
 
 class NonFiniteError(FloatingPointError):
@@ -135,6 +135,23 @@ class Trainer:
         if c is not None:
             ws.enc_in[:, x.shape[1]:] = c
         return self._step(ws, beta, need_loss=True)
+
+    def workspace(self, batch_size: int):
+        """The reused buffers of a step on ``batch_size`` rows (a :class:`minivae.fast.Workspace`), for :meth:`step`.
+
+        Write a minibatch into ``ws.x`` (N, D) (a CVAE's condition into ``ws.enc_in[:, D:]``), then call
+        ``step(ws)`` as often as wanted: :meth:`fit` does exactly this for every minibatch, without copying the
+        batch again. The same buffers come back for the same batch size.
+        """
+        return self._fast.workspace(check_int("batch_size", batch_size, 1))
+
+    def step(self, ws, beta: float = 1.0, need_loss: bool = False):
+        """One training step (forward, backward, update) on the batch already in ``ws`` (:meth:`workspace`).
+
+        ``beta`` weights the KL (1: the negative ELBO). The loss, a 0-d array on the model's device, is computed
+        only with ``need_loss=True`` (the gradient does not need it); otherwise the step returns None.
+        """
+        return self._step(ws, check_float("beta", beta, minimum=0.0), check_bool("need_loss", need_loss))
 
     def _step(self, ws, beta: float, need_loss: bool):
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.fast`)."""

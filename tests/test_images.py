@@ -1,5 +1,6 @@
 """Tests for minivae.images: the PNG writer (read back independently) and the grids."""
 
+import os
 import struct
 import zlib
 
@@ -59,6 +60,25 @@ def test_png_overwrites_atomically(tmp_path):
     images.write_png(path, np.zeros((2, 2)))
     images.write_png(path, np.ones((3, 1)))
     np.testing.assert_array_equal(read_png_gray(path), np.full((3, 1), 255))
+
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_png_is_readable_by_others_less_the_umask(tmp_path):
+    # mkstemp makes 0600 files: a picture written through it must not stay private to its owner
+    path = tmp_path / "samples.png"
+    old = os.umask(0o022)
+    try:
+        images.write_png(path, np.zeros((2, 2)))
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        images.write_png(tmp_path / "private.png", np.zeros((2, 2)))
+        assert (tmp_path / "private.png").stat().st_mode & 0o777 == 0o600  # the umask withholds group and others
+        path.chmod(0o640)
+        images.write_png(path, np.ones((2, 2)))
+        assert path.stat().st_mode & 0o777 == 0o640  # the mode of the file replaced is kept
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize("image, error, match", [

@@ -63,6 +63,20 @@ def test_notebook_reads_quick_mode_and_device_first(path):
         f"{path.name}: expected the first code cell to pass MINIVAE_DEVICE to resolve_device"
 
 
+#: A private name reached through an object (``trainer._step``, ``model._encode``): minivae's internals.
+PRIVATE_ATTRIBUTE = re.compile(r"\b[A-Za-z_]\w*\._[A-Za-z]\w*")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_uses_only_public_names(path):
+    """A notebook shows how minivae is used: through its public API, which is documented and kept stable."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            private = PRIVATE_ATTRIBUTE.findall("".join(cell["source"]))
+            assert not private, f"{path.name}, cell {i}: uses private names {private}; give them a public form"
+
+
 def _notebook_tools():
     """nbformat and nbclient, or skip the test saying what is missing."""
     missing = []

@@ -87,6 +87,31 @@ def test_same_seed_gives_bit_identical_training():
     assert not np.array_equal(results[0], other.params.data)
 
 
+def test_a_step_on_a_prepared_workspace_is_the_training_step():
+    # Trainer.workspace + Trainer.step (the public form of what fit runs per minibatch) against train_step, which
+    # copies the batch itself: the same updates, bit for bit, and the loss only when asked for
+    x = data.ring(64, rng=1).astype(np.float32)
+    trainers = [Trainer(VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=3), "adam", lr=1e-2, batch_size=32,
+                        seed=5) for _ in range(2)]
+    ws = trainers[1].workspace(32)
+    assert trainers[1].workspace(32) is ws  # the buffers are reused, not reallocated
+    for i in range(3):
+        batch = x[i * 16:i * 16 + 32]
+        expected = trainers[0].train_step(batch, beta=0.5)
+        ws.x[...] = batch
+        assert float(trainers[1].step(ws, beta=0.5, need_loss=True)) == float(expected)
+    assert trainers[1].step(ws) is None  # no loss unless asked for
+    trainers[0].train_step(x[32:])
+    np.testing.assert_array_equal(trainers[0].model.params.data, trainers[1].model.params.data)
+    assert trainers[1].step_count == trainers[1].optimizer.t == 4
+    with pytest.raises(ValueError, match="beta"):
+        trainers[1].step(ws, beta=-1.0)
+    with pytest.raises(TypeError, match="need_loss"):
+        trainers[1].step(ws, need_loss="yes")
+    with pytest.raises(ValueError, match="batch_size"):
+        trainers[1].workspace(0)
+
+
 def test_divergence_stops_at_the_first_non_finite_step_and_names_it():
     x = data.ring(200, rng=0) * 100.0
     model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=0)
