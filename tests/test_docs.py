@@ -123,6 +123,31 @@ def test_every_docs_page_the_code_names_exists():
     assert not missing, f"named in the code but not in the repository: {missing}"
 
 
+def _svg_texts(svg: str) -> list:
+    """The text of an SVG drawn by matplotlib with svg.fonttype "none": one entry per line of text."""
+    return [re.sub(r"<[^>]+>", "", text) for text in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)]
+
+
+def test_the_computation_graph_labels_equations_that_exist_and_is_up_to_date(tmp_path):
+    # docs/images/make_graph.py draws the negative ELBO's computation graph, each edge labelled with an equation;
+    # the committed SVG keeps its text, so the labels can be read back. Each must be an equation of the docs, the
+    # SVG must be what the script draws now, and the derivation page must show it.
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("minivae_docs_make_graph", DOCS / "images" / "make_graph.py")
+    make_graph = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_graph)
+    committed = _svg_texts((DOCS / "images" / "elbo_graph.svg").read_text(encoding="utf-8"))
+    labels = {label for text in committed for label in re.findall(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b", text)}
+    edges = {label for _, _, text, _ in make_graph.FORWARD + make_graph.BACKWARD if text
+             for label in re.findall(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b", text)}
+    assert len(edges) >= 8 and edges <= labels, f"labels of edges missing from the SVG: {sorted(edges - labels)}"
+    missing = sorted(labels - set(doc_labels()))
+    assert not missing, f"the graph names equations labelled nowhere in docs/: {missing}"
+    redrawn = _svg_texts(make_graph.draw(tmp_path / "graph.svg").read_text(encoding="utf-8"))
+    assert redrawn == committed, "docs/images/elbo_graph.svg is stale: run python docs/images/make_graph.py"
+    assert "../images/elbo_graph.svg" in (DOCS / "derivations" / "elbo.md").read_text(encoding="utf-8")
+
+
 def _missing_doc_tools():
     return [name for name in ("sphinx", "myst_nb") if importlib.util.find_spec(name) is None]
 
