@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     print(f"minivae train --dataset ring --seed S {' '.join(extra)} (the command's defaults otherwise), "
           f"{args.threads} BLAS thread(s)")
     rows = [(seed, run_minivae(seed, extra, args.threads)) for seed in seeds]
-    print_table("minivae, the command's ring defaults", rows)
+    print_table("minivae, the command's ring defaults" + (f", but --init {args.init}" if args.init else ""), rows)
     failed = any(r["gap"] > TOLERANCE or r["active"] != r["latent"] for _, r in rows)
     if args.torch:
         try:

@@ -143,9 +143,9 @@ def _output_path(text: str, suffixes: tuple) -> Path:
 
 
 #: What ``train`` does on each data set when a flag is not given; a flag on the command line always wins.
-#: digits and mnist keep the settings the README's commands were measured with. The ring's recipe learns the
-#: ring: its held-out importance-weighted NLL comes within 0.05 nat of the exact value on seeds 0-3, both latent
-#: dimensions active (``benchmarks/ring.py``, docs/results.md).
+#: digits and mnist keep the settings the README's commands were measured with. The ring's recipe aims at a
+#: held-out importance-weighted NLL within 0.05 nat of the exact value on seeds 0-3, both latent dimensions
+#: active (``benchmarks/ring.py``); docs/results.md has how far it is (0.11-0.14 nat as it stands).
 _IMAGES = dict(epochs=100, batch_size=64, lr=2e-3, warmup=0.0, latent=8, hidden=(128,), activation="relu",
                samples=1, likelihood="bernoulli", init_log_var=None, binarize="none", schedule="constant",
                init=VAEConfig.init)
