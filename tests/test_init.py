@@ -134,11 +134,10 @@ def test_the_init_benchmark_runs_and_names_the_better_init():
 
 def test_the_init_benchmark_fails_when_the_default_is_not_the_better_init_or_a_score_is_not_finite(monkeypatch,
                                                                                                    capsys):
-    import sys
     from pathlib import Path
 
     pytest.importorskip("sklearn")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import digits_init
 
     args = ["--seeds", "0", "--epochs", "2", "--k", "5", "--elbo-samples", "2", "--no-torch"]
