@@ -52,7 +52,7 @@ def affine_backward(dout, cache: AffineCache, need_dx: bool = True):
 #: The initialisations of an affine layer (:func:`affine_init`; derivations: ``docs/optimisation.md``).
 INITS = ("he", "torch")
 #: The models' default, the one that trains the digits to the better held-out ELBO (``docs/optimisation.md``).
-DEFAULT_INIT = "he"
+DEFAULT_INIT = "torch"
 
 
 def affine_init(W, b, scheme: str, activation: str, rng) -> None:

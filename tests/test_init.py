@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from minivae.cli import main
-from minivae.layers import INITS, affine_init
+from minivae.layers import DEFAULT_INIT, INITS, affine_init
 from minivae.model import CVAE, VAE
 from minivae.serialize import load_model, save_model
 
@@ -90,6 +90,11 @@ def test_a_file_from_before_init_loads_as_he(tmp_path):
     assert load_model(tmp_path / "old.npz").config.init == "he"
 
 
+def test_the_default_is_torch_the_better_init_on_the_digits_recipe():
+    # benchmarks/digits_init.py, 3 seeds at 200 epochs: held-out -ELBO 24.045 ("torch") against 24.282 ("he")
+    assert DEFAULT_INIT == "torch" and VAE(6, 2).config.init == "torch"
+
+
 def test_bad_init_is_named():
     with pytest.raises(ValueError, match=r"init: expected one of \['he', 'torch'\], got 'xavier'"):
         VAE(6, 2, init="xavier")
@@ -101,6 +106,10 @@ def test_the_command_line_sets_the_init(tmp_path, capsys):
     assert main(["train", "--dataset", "ring", "--epochs", "1", "--hidden", "8", "--k", "5", "--init", "torch",
                  "--out", str(tmp_path), "--no-progress"]) == 0
     assert load_model(tmp_path / "model.npz").config.init == "torch"
+    for dataset, default in (("ring", "he"), ("digits", DEFAULT_INIT)):  # the ring trains better from "he"
+        assert main(["train", "--dataset", dataset, "--epochs", "1", "--hidden", "8", "--k", "5",
+                     "--out", str(tmp_path / dataset), "--no-progress"]) == 0
+        assert load_model(tmp_path / dataset / "model.npz").config.init == default
     with pytest.raises(SystemExit):
         main(["train", "--init", "xavier"])
     assert "argument --init: invalid choice: 'xavier'" in capsys.readouterr().err
@@ -121,3 +130,23 @@ def test_the_init_benchmark_runs_and_names_the_better_init():
     assert "PyTorch twin: skipped (--no-torch)" in out.stdout
     assert "minivae he" in out.stdout and "minivae torch" in out.stdout
     assert "better held-out -ELBO at 2 epochs: init=" in out.stdout
+
+
+def test_the_init_benchmark_fails_when_the_default_is_not_the_better_init_or_a_score_is_not_finite(monkeypatch,
+                                                                                                   capsys):
+    from pathlib import Path
+
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import digits_init
+
+    args = ["--seeds", "0", "--epochs", "2", "--k", "5", "--elbo-samples", "2", "--no-torch"]
+    monkeypatch.setattr(digits_init, "RECIPE_EPOCHS", 2)  # check the default at this length
+    assert digits_init.main(args) == 0
+    assert "better held-out -ELBO at 2 epochs: init='torch'" in capsys.readouterr().out  # and the default is torch
+    monkeypatch.setattr(digits_init, "DEFAULT_INIT", "he")
+    assert digits_init.main(args) == 1
+    assert "FAIL: the default is init='he' (minivae.layers.DEFAULT_INIT), not the better one" in capsys.readouterr().out
+    monkeypatch.setattr(digits_init, "score", lambda *a: (float("nan"), 1.0))
+    assert digits_init.main(args) == 1
+    assert "FAIL: a score is not finite" in capsys.readouterr().out

@@ -111,3 +111,18 @@ def test_a_cosine_schedule_reaches_the_optimum_where_a_constant_rate_does_not():
     assert elbo_cos <= log_px_cos <= best + 1e-9  # ELBO <= log p(x) <= the maximum likelihood
     assert best - elbo_cos < 0.005  # measured: 0.0017 (seeds 0-2: 0.0008-0.0017)
     assert best - elbo_const > 0.02  # measured: 0.135 (seeds 0-2: 0.088-0.135)
+
+
+def test_the_benchmark_prints_a_row_per_seed_and_exits_1_when_a_seed_misses():
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, str(repo / "benchmarks" / "ppca.py"), "--quick"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("   0  cosine")]
+    assert len(rows) == 1, done.stderr
+    gap, verdict = float(rows[0][5]), rows[0][-1]
+    assert verdict == ("PASS" if gap < 0.01 else "FAIL") and done.returncode == (0 if verdict == "PASS" else 1)
+    assert f"{1 if verdict == 'PASS' else 0} of 1 seeds within 0.01 nat with the cosine schedule" in done.stdout
