@@ -152,10 +152,9 @@ class Trainer:
         xp = get_array_module(self.model.params.data)
         if not bool(xp.isfinite(self.model.params.data).all()):
             raise NonFiniteError(
-                f"lr: expected a learning rate small enough for training to stay finite, got one under which the "
-                f"parameters became NaN or infinite by step {self.step_count} (epoch {self.epoch + 1}, {where}); "
-                f"lower the learning rate (lr) or check the data; the last checkpoint, if any, is from epoch "
-                f"{self.epoch}")
+                f"lr: expected a learning rate under which training stays finite, got parameters that became NaN "
+                f"or infinite by step {self.step_count} (epoch {self.epoch + 1}, {where}); lower the learning rate "
+                f"(lr) or check the data; the last checkpoint, if any, holds epoch {self.epoch}")
 
     def _check_finite(self, loss):
         """Stop at a non-finite loss or gradient; one reduction watches the whole gradient buffer.
@@ -179,7 +178,8 @@ class Trainer:
                 f"lr: expected a learning rate under which training stays finite, got a non-finite {what} at step "
                 f"{self.step_count + 1} (epoch {self.epoch + 1})"
                 + ("" if self.model.device == "cpu" else " or in the steps since the last check")
-                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data")
+                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data"
+                + f"; the last checkpoint, if any, holds epoch {self.epoch}")
 
     # ------------------------------------------------------------------ epochs
 
@@ -240,9 +240,10 @@ class Trainer:
                 val_loss = None if x_val is None else self._evaluate(x_val, c_val, lambda *a: val_parts.append(a))
                 for name, value in (("training", train_loss), ("validation", val_loss)):
                     if value is not None and not math.isfinite(value):
-                        raise NonFiniteError(f"lr: expected a learning rate under which the {name} loss stays "
-                                             f"finite, got a {name} loss of {value} in epoch {self.epoch + 1}; "
-                                             "lower the learning rate (lr) or check the data")
+                        raise NonFiniteError(f"lr: expected a learning rate under which training stays finite, "
+                                             f"got a {name} loss of {value} in epoch {self.epoch + 1}; lower the "
+                                             f"learning rate (lr) or check the data; the last checkpoint, if any, "
+                                             f"holds epoch {self.epoch}")
                 self.epoch += 1
                 self.history.train_loss.append(train_loss)
                 self._record("train", *(to_numpy(t) / counted for t in terms))

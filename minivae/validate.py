@@ -85,7 +85,8 @@ def _cast_finite(name: str, x, dtype):
     xp = get_array_module(x)
     if not bool(xp.isfinite(x).all()):
         raise ValueError(f"{name}: expected finite values, got NaN or infinity")
-    cast = xp.asarray(x, dtype=dtype)
+    with np.errstate(over="ignore"):  # an overflow is reported below, as an error
+        cast = xp.asarray(x, dtype=dtype)
     if cast.dtype != x.dtype and not bool(xp.isfinite(cast).all()):  # finite in float64, infinite in float32
         largest = float(xp.abs(x).max())
         raise ValueError(f"{name}: expected values within {np.dtype(dtype).name}'s range (magnitude at most "
