@@ -11,9 +11,14 @@ Errors never end in a traceback. A flag with a value that is wrong on its own
 (``--epochs 0``, ``--lr -1``, ``--hidden 1.5``, an unknown ``--activation``) is
 refused by argparse before anything runs: usage on stderr, exit status 2. A
 problem found while running (a checkpoint that cannot be read, data that do not
-fit the model, ``--batch-size`` larger than the data) is printed as
+fit the model, ``--batch-size`` larger than the data, sizes that cannot fit in
+memory, a full disk, a diverged run) is printed as
 ``minivae <command>: error: <flag or argument>: expected ..., got ...`` and
-the command returns 2.
+the command returns 2. A check that fails (``gradcheck``, ``exercise check``)
+returns 1; Ctrl-C (SIGINT) prints one line and returns 130, SIGTERM 143.
+``train`` writes into ``--out`` only what :mod:`minivae.runs` allows
+(``--overwrite``, ``--resume``, one run at a time). docs/guarantees.md lists what
+survives which fault.
 """
 
 from __future__ import annotations
