@@ -254,16 +254,22 @@ def test_api_paths_that_are_empty_or_directories_are_refused_by_argument(tmp_pat
 
 
 def test_a_read_only_folder_is_refused_by_flag(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("running as root, where chmod does not restrict writing; the full-disk test covers the path")
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
+    if os.geteuid() == 0:  # chmod does not restrict root: a read-only file system does
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip("running as root, where chmod does not restrict writing, and mounting a read-only tmpfs "
+                        f"is not permitted: {made.stderr.decode().strip()}")
+        undo = ["umount", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
     try:
         code, _, err = run(*RING, "--out", folder)
     finally:
-        folder.chmod(0o755)
-    assert code == 2 and "--out" in err and "writable" in err
+        subprocess.run(undo, capture_output=True)
+    assert code == 2 and "--out: expected a writable folder" in err and not err.startswith("[Errno"), err
 
 
 @pytest.fixture
@@ -301,6 +307,10 @@ def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoi
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
     with pytest.raises(OSError, match=r"^\[Errno 28\] path: expected a writable folder"):
         save_model(out / "other.npz", VAE(2, 2, (64, 64)))
+    with pytest.raises(OSError, match=r"^\[Errno 28\] checkpoint: expected a writable folder"):
+        fit(VAE(2, 2, (64, 64), likelihood="gaussian_shared"), X, batch_size=40, progress=False,
+            checkpoint=str(out / "fit.npz"))
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
 
 
 # ----------------------------------------------------------------------------- 6. data are what they claim
