@@ -296,16 +296,21 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
 def _schedule(args, n_train: int):
     """The learning-rate schedule of ``--schedule``, ``--lr``, ``--lr-warmup``, ``--lr-min``, ``--step-every``,
     ``--step-factor``, in epochs of ``n_train`` examples (converted to steps, :mod:`minivae.schedules`)."""
+    _check_schedule_flags(args)
+    return schedule_in_epochs(args.schedule, args.lr, epochs=args.epochs,
+                              steps_per_epoch=steps_per_epoch(n_train, args.batch_size), warmup=args.lr_warmup,
+                              lr_min=args.lr_min or 0.0, every=args.step_every or 10.0,
+                              factor=0.5 if args.step_factor is None else args.step_factor)
+
+
+def _check_schedule_flags(args) -> None:
+    """The schedule's flags fit together (found before anything is read or written)."""
     for flag, value, needs in (("--lr-min", args.lr_min, "cosine"), ("--step-every", args.step_every, "step"),
                                ("--step-factor", args.step_factor, "step")):
         if value is not None and args.schedule != needs:
             raise ValueError(f"{flag}: expected only with --schedule {needs}, got --schedule {args.schedule}")
     if args.lr_min is not None and args.lr_min > args.lr:
         raise ValueError(f"--lr-min: expected at most --lr ({args.lr}), got {args.lr_min}")
-    return schedule_in_epochs(args.schedule, args.lr, epochs=args.epochs,
-                              steps_per_epoch=steps_per_epoch(n_train, args.batch_size), warmup=args.lr_warmup,
-                              lr_min=args.lr_min or 0.0, every=args.step_every or 10.0,
-                              factor=0.5 if args.step_factor is None else args.step_factor)
 
 
 def _fraction(text: str) -> float:
@@ -322,6 +327,7 @@ def cmd_train(args) -> int:
         raise ValueError(f"--kernels: 'fused' runs CUDA kernels and needs --device cuda (or auto on a machine with a "
                          f"GPU), got --device {args.device} ({device})")
     _apply_defaults(args)
+    _check_schedule_flags(args)
     _check_data_dir(args, args.dataset)
     out = Path(args.out)
     try:
