@@ -47,6 +47,7 @@ from .reparam import LOG_VAR_LIMIT
 from .resources import activation_bytes, check_fits, format_bytes, model_bytes, param_count
 from .ring_density import ring_nll
 from .schedules import schedule_in_epochs, steps_per_epoch
+from .checkpoint import load_checkpoint
 from .serialize import load_data_record, load_model, load_trainer
 from .train import NonFiniteError, Trainer
 
@@ -232,7 +233,7 @@ def load_dataset(record: dict, conditional: bool = False, data_dir=None):
     return split, conditions
 
 
-def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None) -> list:
+def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None, flag: str = "--checkpoint") -> list:
     """The held-out negative ELBO and log-likelihood, each line saying what the number is.
 
     A Bernoulli decoder on grey levels gives a cross-entropy score, not a log-density; on the ring the exact
@@ -245,8 +246,8 @@ def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None
     elbo = sum(float(model.elbo(x[i:i + 1024], None if c is None else c[i:i + 1024], rng=rng).sum())
                for i in rows) / x.shape[0]
     if not (math.isfinite(ll) and math.isfinite(elbo)):
-        raise NonFiniteError(f"{what}: expected a finite log-likelihood and ELBO, got {ll} and {elbo} (the model "
-                             "gives these data no finite density); nothing is reported")
+        raise NonFiniteError(f"{flag}: expected a model that gives the {what} data a finite log-likelihood and "
+                             f"ELBO, got {ll} and {elbo}; nothing is reported")
     grey = model.config.likelihood == "bernoulli" and any(bool(((x[i:i + 1024] > 0) & (x[i:i + 1024] < 1)).any())
                                                           for i in rows)
     if grey:
@@ -377,8 +378,7 @@ def _train(args, device: str, out: Path) -> int:
         trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
-    args.interrupted = lambda: (f"the checkpoint {checkpoint} holds epoch {trainer.epoch}; continue with --resume"
-                                if checkpoint.is_file() else "no epoch was completed, nothing was saved")
+    args.interrupted = lambda: _saved_epoch(checkpoint)
     epochs = args.epochs - trainer.epoch
     if epochs <= 0:
         print(f"the run already has {trainer.epoch} epochs (--epochs {args.epochs}): nothing to train")
@@ -408,7 +408,7 @@ def _train(args, device: str, out: Path) -> int:
         raise type(exc)(exc.errno, f"--out: expected a writable folder with room for the checkpoint, got "
                                    f"{args.out!r}: {exc.strerror}; {args.interrupted()}") from exc
     rng = default_rng(args.seed, device)
-    lines = _likelihood_lines(model, record, split.test, c_test, args.k, rng, "test")  # finite, or an error
+    lines = _likelihood_lines(model, record, split.test, c_test, args.k, rng, "test", flag="--lr")  # or an error
     runs.write_json(out / runs.HISTORY, trainer.history.to_dict())
     write_png(out / runs.PICTURE, _picture(model, args.dataset, split.test, c_test, rng))
     print(f"checkpoint: {checkpoint}\npicture:    {out / runs.PICTURE}")
@@ -416,6 +416,15 @@ def _train(args, device: str, out: Path) -> int:
         print(line)
     _report_active_units(model, split.test, c_test, args.dataset)
     return 0
+
+
+def _saved_epoch(checkpoint: Path) -> str:
+    """What an interrupted ``train`` leaves: the epoch its checkpoint holds (read from the file)."""
+    try:
+        epoch = load_checkpoint(checkpoint)[1]["trainer"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no epoch was completed, nothing of this run was saved"
+    return f"the checkpoint {checkpoint} holds epoch {epoch}; continue with --resume"
 
 
 def _resume(args, checkpoint: Path, device: str, record: dict, config):
@@ -632,7 +641,7 @@ def cmd_score(args) -> int:
                              f"gives a finite log-likelihood, got NaN or infinity for {bad} of {x.shape[0]} "
                              "examples; nothing is reported")
     for line in _likelihood_lines(model, record, x, c, args.k, rng, f"{args.split if record else 'input'}",
-                                  ll=ll):
+                                  ll=ll, flag="--checkpoint" if record else "--input"):
         print(line)
     if args.per_example:
         np.savetxt(sys.stdout, to_numpy(ll), fmt="%.4f")

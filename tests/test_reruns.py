@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from minivae.model import VAE
 from minivae.serialize import load_model, load_trainer, save_model
 from minivae.train import NonFiniteError, Trainer, fit
 
-ROOT = Path(__file__).resolve().parent.parent
 RING = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--epochs", "2", "--k", "2",
         "--no-progress"]
 X = data.ring(40, rng=0)
