@@ -330,13 +330,13 @@ def cmd_train(args) -> int:
     _apply_defaults(args)
     _check_schedule_flags(args)
     _check_data_dir(args, args.dataset)
+    _check_train_sizes(args)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out: expected a directory (it is created if missing), got {args.out!r}: "
                          f"{exc.strerror}") from exc
-    _check_train_sizes(args)
     with runs.RunLock(out):
         previous = runs.prepare(out, args.overwrite, args.resume)
         done = False
@@ -403,19 +403,26 @@ def _train(args, device: str, out: Path) -> int:
         raise NonFiniteError(f"--lr: expected a learning rate under which training stays finite, got --lr "
                              f"{args.lr:g}, with {detail}; lower it; {kept}") from exc
     except OSError as exc:
-        if exc.errno is None:
-            raise
-        raise type(exc)(exc.errno, f"--out: expected a writable folder with room for the checkpoint, got "
-                                   f"{args.out!r}: {exc.strerror}; {args.interrupted()}") from exc
+        raise _out_error(exc, args.out, f"the checkpoint; {args.interrupted()}") from exc
     rng = default_rng(args.seed, device)
     lines = _likelihood_lines(model, record, split.test, c_test, args.k, rng, "test", flag="--lr")  # or an error
-    runs.write_json(out / runs.HISTORY, trainer.history.to_dict())
-    write_png(out / runs.PICTURE, _picture(model, args.dataset, split.test, c_test, rng))
+    try:
+        runs.write_json(out / runs.HISTORY, trainer.history.to_dict())
+        write_png(out / runs.PICTURE, _picture(model, args.dataset, split.test, c_test, rng))
+    except OSError as exc:
+        raise _out_error(exc, args.out, f"{runs.HISTORY} and {runs.PICTURE} (the checkpoint is saved)") from exc
     print(f"checkpoint: {checkpoint}\npicture:    {out / runs.PICTURE}")
     for line in lines:
         print(line)
     _report_active_units(model, split.test, c_test, args.dataset)
     return 0
+
+
+def _out_error(exc: OSError, out: str, what: str) -> OSError:
+    """An error writing into ``--out`` (a full disk, a read-only folder), naming the flag and the reason."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # the reason below any message of ours
+    reason = cause.strerror or str(cause)
+    return type(exc)(exc.errno, f"--out: expected a writable folder with room for {what}, got {out!r}: {reason}")
 
 
 def _saved_epoch(checkpoint: Path) -> str:
@@ -551,14 +558,17 @@ def cmd_sample(args) -> int:
     if not np.isfinite(x).all():
         raise NonFiniteError(f"--checkpoint: expected a model whose samples are finite, got NaN or infinity in "
                              f"{int((~np.isfinite(x)).any(axis=1).sum())} of {args.n} samples; nothing was written")
-    if out.suffix == ".npy":
-        np.save(out, x)
-    else:
-        side = int(round(np.sqrt(model.config.data_dim)))
-        if side * side != model.config.data_dim:
-            raise ValueError(f"--out: expected a .npy path for data of {model.config.data_dim} features (a PNG "
-                             f"needs square images), got {args.out!r}")
-        write_png(out, image_grid(np.clip(x, 0, 1), (side, side), min(args.n, 10), scale=max(1, 32 // side)))
+    side = int(round(np.sqrt(model.config.data_dim)))
+    if out.suffix == ".png" and side * side != model.config.data_dim:
+        raise ValueError(f"--out: expected a .npy path for data of {model.config.data_dim} features (a PNG "
+                         f"needs square images), got {args.out!r}")
+    try:
+        if out.suffix == ".npy":
+            np.save(out, x)
+        else:
+            write_png(out, image_grid(np.clip(x, 0, 1), (side, side), min(args.n, 10), scale=max(1, 32 // side)))
+    except OSError as exc:
+        raise _out_error(exc, args.out, f"{args.n} samples") from exc
     print(f"wrote {args.n} samples to {out}")
     return 0
 
@@ -845,7 +855,8 @@ def main(argv=None) -> int:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # results are checked for finiteness
             return args.func(args)
     except (ValueError, TypeError, OSError, NonFiniteError) as exc:  # OSError: files, downloads
-        print(f"minivae {args.command}: error: {exc}", file=sys.stderr)
+        named = isinstance(exc, OSError) and exc.strerror and ": expected" in exc.strerror  # "[Errno 28] " dropped
+        print(f"minivae {args.command}: error: {exc.strerror if named else exc}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError as exc:
         detail = str(exc) if str(exc).startswith("--") else (f"out of memory ({exc or 'MemoryError'}); "

@@ -286,10 +286,12 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], capture_output=True)
 
 
-def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoint(full_disk):
+def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoint(full_disk, monkeypatch):
     out = full_disk / "r"
-    assert run(*RING, "--epochs", "1", "--out", out)[0] == 0
+    assert run(*RING, "--hidden", "64", "--epochs", "1", "--out", out)[0] == 0
     good = (out / "model.npz").read_bytes()
+    reserve = full_disk / "reserve"
+    reserve.write_bytes(b"\0" * 4096)  # freed below: room for the lock file, not for a checkpoint
     filler = full_disk / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:  # fill the disk to the last byte
@@ -299,8 +301,14 @@ def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoi
                     os.write(fd, b"\0" * size)
     finally:
         os.close(fd)
-    code, _, err = run(*RING, "--epochs", "3", "--out", out, "--resume")
+    code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
     assert code == 2 and "--out: expected" in err and "free" in err and not err.startswith("[Errno"), err
+    assert (out / "model.npz").read_bytes() == good
+    monkeypatch.setattr("minivae.cli._check_free_space", lambda out, config: None)  # now the save itself fails
+    reserve.unlink()
+    code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
+    assert code == 2 and err.startswith("minivae train: error: --out: expected a writable folder"), err
+    assert "No space left on device" in err and "[Errno" not in err and "holds epoch 1" in err, err
     assert (out / "model.npz").read_bytes() == good
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
     with pytest.raises(OSError, match=r"^\[Errno 28\] path: expected a writable folder"):
