@@ -40,7 +40,9 @@ def test_a_signal_during_train_exits_with_one_line_and_a_loadable_checkpoint(tmp
     out = tmp_path / "run"
     process = start([*ENDLESS, "--out", str(out)], tmp_path)
     wait_for(out / "model.npz", process)
-    time.sleep(0.2)  # into a later epoch: the signal may land during a save
+    second = subprocess.run([sys.executable, "-m", "minivae", *ENDLESS, "--out", str(out), "--resume"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2 and f"in use by process {process.pid}" in second.stderr, second.stderr
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     assert process.returncode == status, err
