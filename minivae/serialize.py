@@ -168,6 +168,8 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
             if value.shape != model.params.data.shape or value.dtype != model.dtype:
                 raise ValueError(f"optimizer.{key}: expected shape {model.params.data.shape} {model.dtype}, "
                                  f"got {value.shape} {value.dtype}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"optimizer.{key}: expected finite values, got NaN or infinity")
         if opt["name"] == "adam" and opt.get("moments") != "sums":  # a file written when Adam kept averages
             moments = {"m": moments["m"] / (1.0 - trainer.optimizer.beta1),  # M = m / (1 - beta1), eq. adam-sums
                        "v": moments["v"] / (1.0 - trainer.optimizer.beta2)}

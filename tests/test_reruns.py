@@ -77,6 +77,16 @@ def test_a_non_finite_model_is_neither_saved_nor_loaded(tmp_path):
     assert code == 2 and "--checkpoint" in err and not (tmp_path / "s.npy").exists()
 
 
+def test_a_training_checkpoint_with_non_finite_optimizer_moments_is_refused(tmp_path):
+    trainer = Trainer(VAE(2, 2, (4,), likelihood="gaussian_shared"), batch_size=40)
+    trainer.fit(X, epochs=1, progress=False, checkpoint=str(tmp_path / "t.npz"))
+    arrays, meta = load_checkpoint(tmp_path / "t.npz")
+    arrays["optimizer.v"][0] = np.inf
+    save_checkpoint(tmp_path / "t.npz", arrays, meta)
+    with pytest.raises(CheckpointError, match=r"t\.npz.*optimizer\.v: expected finite values"):
+        load_trainer(tmp_path / "t.npz")
+
+
 def test_score_never_prints_nan(tmp_path):
     model = VAE(2, 2, (4,), likelihood="gaussian_shared", seed=0)
     save_model(tmp_path / "m.npz", model)
