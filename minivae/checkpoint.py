@@ -30,22 +30,36 @@ If anything fails before that, the temporary file is deleted and the old
 checkpoint is left untouched.
 
 The manifest lets :func:`load_checkpoint` notice a file whose arrays were
-removed, added or altered after it was written; every such problem raises
-:class:`CheckpointError` naming the file and what is wrong.
+removed, added or altered after it was written, and the ``digest`` (format
+version 2: the SHA-256 of the metadata's JSON, the manifest and every array's
+bytes) one whose configuration or values were edited, even with the zip
+rewritten around them; every such problem raises :class:`CheckpointError`
+naming the file and what is wrong. Files of format version 1 (no digest) still load.
+
+Faults
+------
+A save that is killed between writing its temporary file and renaming it
+(``SIGKILL``, a power cut) leaves ``.{name}.{pid}.XXXX.tmp`` behind; the next
+save of the same target removes the temporaries of processes that no longer
+run. An ``.npy`` member whose header claims more bytes than the member holds,
+or than the machine has memory for, is refused before anything is allocated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import tempfile
+import time
 import zipfile
 
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the digest; files of version 1 still load
 _FORMAT = "minivae-checkpoint"
 _META = "__meta__"
 
@@ -54,14 +68,71 @@ class CheckpointError(ValueError):
     """A file is not a readable minivae checkpoint (corrupt, tampered, too new...)."""
 
 
-def _check_path(path) -> str:
-    """``path`` as a str; a clear TypeError for anything that is not a path (None, an int, an open file)."""
+def _check_path(path, argument: str = "path") -> str:
+    """``path`` as a str; a clear TypeError for anything that is not a path (None, an int, an open file), a
+    ValueError for the empty path."""
     if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
-    return os.fsdecode(os.fspath(path))
+        raise TypeError(f"{argument}: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
+    path = os.fsdecode(os.fspath(path))
+    if not path:
+        raise ValueError(f"{argument}: expected a file path, got the empty path ''")
+    return path
 
 
-def save_checkpoint(path, arrays: dict, meta: dict) -> None:
+def _digest(meta_text: str, manifest: dict, arrays) -> str:
+    """SHA-256 over the metadata (as canonical JSON), the manifest and each array's bytes, in manifest order."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(json.loads(meta_text), sort_keys=True).encode("utf-8"))
+    digest.update(json.dumps(manifest, sort_keys=True).encode("utf-8"))
+    for name in manifest:
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (or runs under another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+#: A temporary file without a process id (written before ids were part of the name) older than this is stale.
+STALE_SECONDS = 600
+
+
+def remove_stale_temporaries(path) -> list:
+    """Delete the temporary files that saves of ``path`` left behind when they were killed; return their names.
+
+    A temporary is ``.{name}.{pid}.XXXX.tmp``: it is stale when process ``pid`` no longer runs (a save in a
+    process that still runs, another thread's included, is never touched).
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    prefix, removed = f".{base}.", []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        full = os.path.join(directory, entry)
+        try:
+            stale = (not _pid_alive(int(pid))) if pid.isdigit() else \
+                time.time() - os.stat(full).st_mtime > STALE_SECONDS
+            if stale:
+                os.unlink(full)
+                removed.append(entry)
+        except (OSError, ValueError, OverflowError):
+            pass
+    return removed
+
+
+def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -> None:
     """Write ``arrays`` and ``meta`` atomically to the ``.npz`` file ``path``.
 
     Parameters
@@ -85,8 +156,13 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
         If a name is empty or is ``"__meta__"``.
     FileNotFoundError
         If the parent directory of ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a directory.
+    OSError
+        If writing fails (a full disk, a read-only folder); the message names ``argument`` (the caller's name
+        for ``path``) and the reason, and the previous file at ``path`` is left as it was.
     """
-    path = _check_path(path)
+    path = _check_path(path, argument)
     if not isinstance(arrays, dict):
         raise TypeError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
     if not isinstance(meta, dict):
@@ -103,14 +179,24 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
                             "stored as a pickle; checkpoints hold plain arrays only")
         members[name] = arr
         manifest[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}  # "float32", "<U5"
-    header = {"format": _FORMAT, "version": FORMAT_VERSION, "meta": meta, "manifest": manifest}
+    meta_text = json.dumps(meta)
+    header = {"format": _FORMAT, "version": FORMAT_VERSION, "meta": meta, "manifest": manifest,
+              "digest": _digest(meta_text, manifest, members)}
     members[_META] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save checkpoint {path!r}: expected an existing directory, "
+        raise FileNotFoundError(f"{argument}: cannot save checkpoint {path!r}: expected an existing directory, "
                                 f"got {directory!r}, which does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{argument}: expected a file path for the checkpoint, got {path!r}, "
+                                "which is a directory")
+    remove_stale_temporaries(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise _named(exc, argument, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             # What numpy.savez does, minus its keyword arguments (an array
@@ -123,13 +209,22 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
             os.fsync(fh.fileno())
         _copy_permissions(path, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:  # ENOSPC, EROFS, EACCES ...: name what was saved
+            raise _named(exc, argument, path) from exc
         raise
     _fsync_directory(directory)
+
+
+def _named(exc: OSError, argument: str, path: str) -> OSError:
+    """``exc`` (same class and errno) with a message naming ``argument`` and ``path`` and what was expected."""
+    reason = exc.strerror or str(exc)
+    return type(exc)(exc.errno, f"{argument}: expected a writable folder with room for the checkpoint, got "
+                                f"{path!r}: {reason}; the previous file there, if any, is unchanged")
 
 
 def _copy_permissions(path: str, tmp: str) -> None:
@@ -187,7 +282,11 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     def fail(problem: str) -> CheckpointError:
         return CheckpointError(f"cannot load checkpoint {path!r}: {problem}")
 
-    with open(path, "rb") as fh:  # a missing file raises FileNotFoundError here
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: expected a checkpoint file, got {path!r}, which is a directory")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path: expected an existing checkpoint file, got {path!r}, which does not exist")
+    with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
             raise fail("not an .npz file (it does not start with the zip signature)")
         fh.seek(0)
@@ -195,6 +294,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
             with np.load(fh, allow_pickle=False) as npz:
                 if _META not in npz.files:
                     raise fail(f"no {_META!r} entry, so it was not written by save_checkpoint")
+                _check_member_sizes(npz.zip, fail)
                 header = _read_header(_read_member(npz, _META, fail), fail)
                 manifest = header["manifest"]
                 missing = sorted(set(manifest) - set(npz.files))
@@ -216,7 +316,38 @@ def load_checkpoint(path) -> tuple[dict, dict]:
             raise fail(f"array {name!r} has shape {found['shape']} and dtype {found['dtype']}, but the "
                        f"manifest says shape {expected['shape']} and dtype {expected['dtype']} "
                        "(the file was altered after it was written)")
+    if header["version"] >= 2:
+        digest = _digest(json.dumps(header["meta"]), manifest, arrays)
+        if header.get("digest") != digest:
+            raise fail(f"its digest does not match its contents: expected {header.get('digest')!r} (stored), got "
+                       f"{digest!r} (the configuration or the arrays were edited after it was written)")
     return arrays, header["meta"]
+
+
+def _check_member_sizes(archive: zipfile.ZipFile, fail) -> None:
+    """Refuse, before reading any, a member whose ``.npy`` header claims more bytes than it holds or than the
+    memory available (a crafted 1 KB file claiming terabytes)."""
+    from .resources import available_memory, format_bytes
+
+    total = 0
+    for info in archive.infolist():
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0  # 3.0 differs from 2.0 only in the header's encoding
+                shape, _, dtype = read(member)
+            except (ValueError, EOFError, OSError, SyntaxError, TypeError):
+                continue  # not an .npy member: reading it reports what is wrong
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed > info.file_size:
+                raise fail(f"array {info.filename!r} claims shape {list(shape)} {dtype} ({format_bytes(claimed)}), "
+                           f"but holds only {format_bytes(info.file_size)}")
+            total += claimed
+    available = available_memory()
+    if total > available:
+        raise fail(f"its arrays need {format_bytes(total)}, more than the {format_bytes(available)} of memory "
+                   "available")
 
 
 def _read_member(npz, name: str, fail) -> np.ndarray:

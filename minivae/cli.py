@@ -11,22 +11,30 @@ Errors never end in a traceback. A flag with a value that is wrong on its own
 (``--epochs 0``, ``--lr -1``, ``--hidden 1.5``, an unknown ``--activation``) is
 refused by argparse before anything runs: usage on stderr, exit status 2. A
 problem found while running (a checkpoint that cannot be read, data that do not
-fit the model, ``--batch-size`` larger than the data) is printed as
+fit the model, ``--batch-size`` larger than the data, sizes that cannot fit in
+memory, a full disk, a diverged run) is printed as
 ``minivae <command>: error: <flag or argument>: expected ..., got ...`` and
-the command returns 2.
+the command returns 2. A check that fails (``gradcheck``, ``exercise check``)
+returns 1; Ctrl-C (SIGINT) prints one line and returns 130, SIGTERM 143.
+``train`` writes into ``--out`` only what :mod:`minivae.runs` allows
+(``--overwrite``, ``--resume``, one run at a time). docs/guarantees.md lists what
+survives which fault.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import data as datasets
+from . import runs
 from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
 from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
@@ -36,9 +44,11 @@ from .model import VAE, build_model, VAEConfig
 from .ops import KERNELS
 from .optim import OPTIMIZERS
 from .reparam import LOG_VAR_LIMIT
+from .resources import activation_bytes, check_fits, format_bytes, model_bytes, param_count
 from .ring_density import ring_nll
 from .schedules import schedule_in_epochs, steps_per_epoch
-from .serialize import load_data_record, load_model
+from .checkpoint import load_checkpoint
+from .serialize import load_data_record, load_model, load_trainer
 from .train import NonFiniteError, Trainer
 
 DATASETS = ("digits", "ring", "mnist")
@@ -224,7 +234,7 @@ def load_dataset(record: dict, conditional: bool = False, data_dir=None):
     return split, conditions
 
 
-def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None) -> list:
+def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None, flag: str = "--checkpoint") -> list:
     """The held-out negative ELBO and log-likelihood, each line saying what the number is.
 
     A Bernoulli decoder on grey levels gives a cross-entropy score, not a log-density; on the ring the exact
@@ -233,8 +243,14 @@ def _likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None
     if ll is None:
         ll = model.log_likelihood(x, k=k, c=c, rng=rng)
     ll = float(ll.mean())
-    elbo = float(model.elbo(x, c, rng=rng).mean())
-    grey = model.config.likelihood == "bernoulli" and bool(((x > 0) & (x < 1)).any())
+    rows = range(0, x.shape[0], 1024)  # in batches: no (N, D) temporaries for a large N
+    elbo = sum(float(model.elbo(x[i:i + 1024], None if c is None else c[i:i + 1024], rng=rng).sum())
+               for i in rows) / x.shape[0]
+    if not (math.isfinite(ll) and math.isfinite(elbo)):
+        raise NonFiniteError(f"{flag}: expected a model that gives the {what} data a finite log-likelihood and "
+                             f"ELBO, got {ll} and {elbo}; nothing is reported")
+    grey = model.config.likelihood == "bernoulli" and any(bool(((x[i:i + 1024] > 0) & (x[i:i + 1024] < 1)).any())
+                                                          for i in rows)
     if grey:
         return [f"{what} negative ELBO:                         {-elbo:.3f} nats per example (a Bernoulli "
                 f"cross-entropy of grey levels, not a log-density of the data; --binarize gives one)",
@@ -282,16 +298,21 @@ def _picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
 def _schedule(args, n_train: int):
     """The learning-rate schedule of ``--schedule``, ``--lr``, ``--lr-warmup``, ``--lr-min``, ``--step-every``,
     ``--step-factor``, in epochs of ``n_train`` examples (converted to steps, :mod:`minivae.schedules`)."""
+    _check_schedule_flags(args)
+    return schedule_in_epochs(args.schedule, args.lr, epochs=args.epochs,
+                              steps_per_epoch=steps_per_epoch(n_train, args.batch_size), warmup=args.lr_warmup,
+                              lr_min=args.lr_min or 0.0, every=args.step_every or 10.0,
+                              factor=0.5 if args.step_factor is None else args.step_factor)
+
+
+def _check_schedule_flags(args) -> None:
+    """The schedule's flags fit together (found before anything is read or written)."""
     for flag, value, needs in (("--lr-min", args.lr_min, "cosine"), ("--step-every", args.step_every, "step"),
                                ("--step-factor", args.step_factor, "step")):
         if value is not None and args.schedule != needs:
             raise ValueError(f"{flag}: expected only with --schedule {needs}, got --schedule {args.schedule}")
     if args.lr_min is not None and args.lr_min > args.lr:
         raise ValueError(f"--lr-min: expected at most --lr ({args.lr}), got {args.lr_min}")
-    return schedule_in_epochs(args.schedule, args.lr, epochs=args.epochs,
-                              steps_per_epoch=steps_per_epoch(n_train, args.batch_size), warmup=args.lr_warmup,
-                              lr_min=args.lr_min or 0.0, every=args.step_every or 10.0,
-                              factor=0.5 if args.step_factor is None else args.step_factor)
 
 
 def _fraction(text: str) -> float:
@@ -307,13 +328,29 @@ def cmd_train(args) -> int:
     if args.kernels == "fused" and device != "cuda":
         raise ValueError(f"--kernels: 'fused' runs CUDA kernels and needs --device cuda (or auto on a machine with a "
                          f"GPU), got --device {args.device} ({device})")
+    _apply_defaults(args)
+    _check_schedule_flags(args)
+    _check_data_dir(args, args.dataset)
+    _check_train_sizes(args)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out: expected a directory (it is created if missing), got {args.out!r}: "
                          f"{exc.strerror}") from exc
-    _apply_defaults(args)
+    with runs.RunLock(out):
+        previous = runs.prepare(out, args.overwrite, args.resume)
+        done = False
+        try:
+            code = _train(args, device, out)
+            done = True
+            return code
+        finally:
+            runs.settle_previous(out, previous, done)
+
+
+def _train(args, device: str, out: Path) -> int:
+    """``train`` in the folder ``out``, which this process holds (:class:`minivae.runs.RunLock`)."""
     record = data_record(args.dataset, args.data_seed, args.binarize, args.ring_points, args.ring_noise)
     split, (c_train, c_val, c_test) = load_dataset(record, args.conditional, args.data_dir)
     likelihood = _train_likelihood(args)
@@ -327,33 +364,127 @@ def cmd_train(args) -> int:
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
                        condition_dim=10 if args.conditional else 0, init=args.init,
                        fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance)
-    model = build_model(config, seed=args.seed, device=device)
-    if args.init_log_var is not None:
-        set_decoder_log_var(model, args.init_log_var)
-    trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup, seed=args.seed,
-                      kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]))
-    trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
+    checkpoint = out / runs.CHECKPOINT
+    _check_free_space(out, config)
+    if args.resume:
+        trainer = _resume(args, checkpoint, device, record, config)
+        trainer.schedule = _schedule(args, split.train.shape[0])  # the stored one for the same --epochs; else over
+        model = trainer.model                                      # the new --epochs (a cosine reaches its end there)
+    else:
+        model = build_model(config, seed=args.seed, device=device)
+        if args.init_log_var is not None:
+            set_decoder_log_var(model, args.init_log_var)
+        trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup,
+                          seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]))
+        trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
-    checkpoint = str(out / "model.npz")
-    if args.binarize == "stochastic":  # a fresh x ~ Bernoulli(grey) every epoch, from the model's seed
-        draws = np.random.default_rng([args.seed, 2])
-        for _ in range(args.epochs):
-            trainer.fit(datasets.binarize_stochastic(split.train, draws), c_train, epochs=1, x_val=split.val,
-                        c_val=c_val, progress=False, checkpoint=checkpoint)
-            if not args.no_progress:
-                print(f"epoch {trainer.epoch}: training loss {trainer.history.train_loss[-1]:.3f}", file=sys.stderr)
-    else:
-        trainer.fit(split.train, c_train, epochs=args.epochs, x_val=split.val, c_val=c_val,
-                    progress=not args.no_progress, checkpoint=checkpoint)
-    (out / "history.json").write_text(json.dumps(trainer.history.to_dict(), indent=1))
+    args.interrupted = lambda: _saved_epoch(checkpoint)
+    epochs = args.epochs - trainer.epoch
+    if epochs <= 0:
+        print(f"the run already has {trainer.epoch} epochs (--epochs {args.epochs}): nothing to train")
+    try:
+        if epochs > 0 and args.binarize == "stochastic":  # a fresh x ~ Bernoulli(grey) every epoch, from the seed
+            draws = np.random.default_rng([args.seed, 2])
+            for _ in range(trainer.epoch):  # the draws of the epochs already trained: the same stream on resume
+                datasets.binarize_stochastic(split.train, draws)
+            for _ in range(epochs):
+                trainer.fit(datasets.binarize_stochastic(split.train, draws), c_train, epochs=1, x_val=split.val,
+                            c_val=c_val, progress=False, checkpoint=str(checkpoint))
+                if not args.no_progress:
+                    print(f"epoch {trainer.epoch}: training loss {trainer.history.train_loss[-1]:.3f}",
+                          file=sys.stderr)
+        elif epochs > 0:
+            trainer.fit(split.train, c_train, epochs=epochs, x_val=split.val, c_val=c_val,
+                        progress=not args.no_progress, checkpoint=str(checkpoint))
+    except NonFiniteError as exc:
+        detail = str(exc).split(", got ", 1)[-1].split("; lower", 1)[0]
+        kept = (f"the last good checkpoint, epoch {trainer.epoch}, is kept in {checkpoint}" if checkpoint.is_file()
+                else "nothing of this run was saved")
+        raise NonFiniteError(f"--lr: expected a learning rate under which training stays finite, got --lr "
+                             f"{args.lr:g}, with {detail}; lower it; {kept}") from exc
+    except OSError as exc:
+        raise _out_error(exc, args.out, f"the checkpoint; {args.interrupted()}") from exc
     rng = default_rng(args.seed, device)
-    write_png(out / "samples.png", _picture(model, args.dataset, split.test, c_test, rng))
-    print(f"checkpoint: {out / 'model.npz'}\npicture:    {out / 'samples.png'}")
-    for line in _likelihood_lines(model, record, split.test, c_test, args.k, rng, "test"):
+    lines = _likelihood_lines(model, record, split.test, c_test, args.k, rng, "test", flag="--lr")  # or an error
+    try:
+        runs.write_json(out / runs.HISTORY, trainer.history.to_dict())
+        write_png(out / runs.PICTURE, _picture(model, args.dataset, split.test, c_test, rng))
+    except OSError as exc:
+        raise _out_error(exc, args.out, f"{runs.HISTORY} and {runs.PICTURE} (the checkpoint is saved)") from exc
+    print(f"checkpoint: {checkpoint}\npicture:    {out / runs.PICTURE}")
+    for line in lines:
         print(line)
     _report_active_units(model, split.test, c_test, args.dataset)
     return 0
+
+
+def _out_error(exc: OSError, out: str, what: str) -> OSError:
+    """An error writing into ``--out`` (a full disk, a read-only folder), naming the flag and the reason."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # the reason below any message of ours
+    reason = cause.strerror or str(cause)
+    return type(exc)(exc.errno, f"--out: expected a writable folder with room for {what}, got {out!r}: {reason}")
+
+
+def _saved_epoch(checkpoint: Path) -> str:
+    """What an interrupted ``train`` leaves: the epoch its checkpoint holds (read from the file)."""
+    try:
+        epoch = load_checkpoint(checkpoint)[1]["trainer"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no epoch was completed, nothing of this run was saved"
+    return f"the checkpoint {checkpoint} holds epoch {epoch}; continue with --resume"
+
+
+def _resume(args, checkpoint: Path, device: str, record: dict, config):
+    """The stored run of ``--out``, refusing flags that would change its model, data or training."""
+    try:
+        trainer = load_trainer(checkpoint, device, args.kernels)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
+    for flag, now, then in runs.mismatches(args, trainer, record, config):
+        raise ValueError(f"{flag}: expected the resumed run's value {then!r} (from {checkpoint}), got {now!r}; "
+                         "leave it out or give the same value (only flags such as --epochs and --k may change)")
+    print(f"resuming {checkpoint} after epoch {trainer.epoch}")
+    return trainer
+
+
+def _check_data_dir(args, dataset: str) -> None:
+    """``--data-dir``: only with MNIST, and a folder (created if missing), not a file."""
+    if args.data_dir is None:
+        return
+    if dataset != "mnist":
+        raise ValueError(f"--data-dir: expected only with --dataset mnist (where MNIST's files are kept), got it "
+                         f"with --dataset {dataset}")
+    if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        raise NotADirectoryError(f"--data-dir: expected a folder (created if missing), got {args.data_dir!r}, "
+                                 "which is a file")
+
+
+def _check_train_sizes(args) -> None:
+    """Refuse, before anything is allocated, sizes that cannot fit in memory, naming the flag."""
+    D = {"digits": 64, "mnist": 784, "ring": 2}[args.dataset]
+    if args.dataset == "ring":
+        check_fits("--ring-points", args.ring_points * 2 * 8 * 8, f"{args.ring_points} points and their splits")
+    config = VAEConfig(data_dim=D, latent_dim=args.latent, hidden=args.hidden, activation=args.activation,
+                       likelihood=args.likelihood if args.fixed_variance is None else "gaussian_fixed",
+                       n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init)
+    check_fits("--hidden/--latent", model_bytes(config, training=True),
+               f"{param_count(config)} parameters with their gradients and optimizer moments")
+    check_fits("--batch-size/--samples", activation_bytes(config, args.batch_size, args.samples),
+               f"the activations of a batch of {args.batch_size} with {args.samples} samples")
+
+
+def _check_free_space(out: Path, config) -> None:
+    """``--out`` has room for a checkpoint (and its temporary copy while it is replaced)."""
+    needed = 2 * (param_count(config) * 4 * 3 + (1 << 16))  # params and two optimizer moments, float32; twice
+    try:
+        stat = os.statvfs(out)
+    except (OSError, AttributeError):
+        return
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"--out: expected a folder with at least {format_bytes(needed)} free for the "
+                                    f"checkpoint, got {str(out)!r} with {format_bytes(free)} free")
 
 
 def _train_likelihood(args) -> str:
@@ -408,6 +539,8 @@ def _report_active_units(model, x, c, dataset: str) -> None:
 def cmd_sample(args) -> int:
     out = _output_path(args.out, (".png", ".npy"))
     model = _load_model(args.checkpoint, _device(args))
+    check_fits("--n", activation_bytes(model.config, args.n, 1, model.dtype.itemsize) + args.n * 4 *
+               model.config.data_dim * 8, f"{args.n} samples of {model.config.data_dim} features")
     rng = default_rng(args.seed, model.device)
     c = None
     n_classes = model.config.condition_dim
@@ -423,14 +556,20 @@ def cmd_sample(args) -> int:
     elif args.label is not None:
         raise ValueError("--label: expected only for a conditional model, got a label for an unconditional one")
     x = to_numpy(model.sample(args.n, c, rng=rng, mean=not args.draw))
-    if out.suffix == ".npy":
-        np.save(out, x)
-    else:
-        side = int(round(np.sqrt(model.config.data_dim)))
-        if side * side != model.config.data_dim:
-            raise ValueError(f"--out: expected a .npy path for data of {model.config.data_dim} features (a PNG "
-                             f"needs square images), got {args.out!r}")
-        write_png(out, image_grid(np.clip(x, 0, 1), (side, side), min(args.n, 10), scale=max(1, 32 // side)))
+    if not np.isfinite(x).all():
+        raise NonFiniteError(f"--checkpoint: expected a model whose samples are finite, got NaN or infinity in "
+                             f"{int((~np.isfinite(x)).any(axis=1).sum())} of {args.n} samples; nothing was written")
+    side = int(round(np.sqrt(model.config.data_dim)))
+    if out.suffix == ".png" and side * side != model.config.data_dim:
+        raise ValueError(f"--out: expected a .npy path for data of {model.config.data_dim} features (a PNG "
+                         f"needs square images), got {args.out!r}")
+    try:
+        if out.suffix == ".npy":
+            np.save(out, x)
+        else:
+            write_png(out, image_grid(np.clip(x, 0, 1), (side, side), min(args.n, 10), scale=max(1, 32 // side)))
+    except OSError as exc:
+        raise _out_error(exc, args.out, f"{args.n} samples") from exc
     print(f"wrote {args.n} samples to {out}")
     return 0
 
@@ -438,7 +577,10 @@ def cmd_sample(args) -> int:
 def _load_input(path: str, model) -> np.ndarray:
     """``--input``: a .npy file holding data (N, D) for ``model``; never unpickles."""
     try:
-        x = np.load(path, allow_pickle=False)
+        x = np.load(path, allow_pickle=False, mmap_mode="r")  # the header is checked against the file's size
+        if isinstance(x, np.ndarray):
+            check_fits("--input", 3 * x.nbytes, f"the array {path!r} of shape {x.shape} {x.dtype}")
+            x = np.array(x)
     except FileNotFoundError:
         raise FileNotFoundError(f"--input: expected an existing .npy file, got {path!r}") from None
     except (OSError, ValueError) as exc:  # not a .npy file, or one holding Python objects
@@ -481,6 +623,10 @@ def cmd_score(args) -> int:
     rng = default_rng(args.seed, model.device)
     record = {}
     if args.input is not None:
+        for flag in ("dataset", "split", "data_seed", "binarize", "ring_points", "ring_noise", "data_dir"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')}: expected only when scoring a data set, got it with "
+                                 f"--input (which scores the rows of {args.input!r}); give one or the other")
         if model.conditional:
             raise ValueError("--input: expected an unconditional model (a conditional one needs labels: score it "
                              "with --dataset), got a conditional checkpoint")
@@ -488,6 +634,8 @@ def cmd_score(args) -> int:
         print(f"{x.shape[0]} examples from {args.input}")
     else:
         record = _score_record(args, model)
+        _check_data_dir(args, record["dataset"])
+        args.split = args.split or "test"
         split, conditions = load_dataset(record, model.conditional, args.data_dir)
         index = ("train", "val", "test").index(args.split)
         x, c = split[index], conditions[index]
@@ -498,8 +646,13 @@ def cmd_score(args) -> int:
             x = datasets.binarize_stochastic(x, np.random.default_rng([record["data_seed"], 3]))
         print(f"scoring the {args.split} split of {describe(record)}: {x.shape[0]} examples")
     ll = model.log_likelihood(x, k=args.k, c=c, rng=rng)
+    if not bool(np.isfinite(to_numpy(ll)).all()):
+        bad = int((~np.isfinite(to_numpy(ll))).sum())
+        raise NonFiniteError(f"{'--input' if record == {} else '--checkpoint'}: expected data to which the model "
+                             f"gives a finite log-likelihood, got NaN or infinity for {bad} of {x.shape[0]} "
+                             "examples; nothing is reported")
     for line in _likelihood_lines(model, record, x, c, args.k, rng, f"{args.split if record else 'input'}",
-                                  ll=ll):
+                                  ll=ll, flag="--checkpoint" if record else "--input"):
         print(line)
     if args.per_example:
         np.savetxt(sys.stdout, to_numpy(ll), fmt="%.4f")
@@ -507,6 +660,12 @@ def cmd_score(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    config = VAEConfig(data_dim=args.data_dim, latent_dim=args.latent, hidden=args.hidden, likelihood=args.likelihood,
+                       n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation)
+    check_fits("--data-dim/--hidden/--latent", model_bytes(config, 8) * 2,
+               f"{param_count(config)} float64 parameters")
+    check_fits("--batch/--samples", activation_bytes(config, args.batch, args.samples, 8),
+               f"a batch of {args.batch} with {args.samples} samples in float64")
     rng = np.random.default_rng(args.seed)
     model = VAE(args.data_dim, args.latent, args.hidden, activation=args.activation, likelihood=args.likelihood,
                 n_samples=args.samples, condition_dim=args.condition_dim, dtype="float64", seed=args.seed,
@@ -610,6 +769,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--conditional", action="store_true", help="train a conditional VAE on one-hot labels")
     t.add_argument("--k", type=POSITIVE, default=1000, help="importance samples for the test log-likelihood")
     t.add_argument("--out", default="runs/minivae", help="output directory")
+    t.add_argument("--overwrite", action="store_true",
+                   help="--out holds another run: remove its files and start afresh")
+    t.add_argument("--resume", action="store_true",
+                   help="--out holds an interrupted run: continue it from its checkpoint up to --epochs "
+                        "(model and data flags must match it)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
@@ -634,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--dataset", choices=DATASETS, default=None, help="default: the data the model was trained on")
     c.add_argument("--data-dir", default=None)
-    c.add_argument("--split", choices=("train", "val", "test"), default="test")
+    c.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: test")
     data_flags(c, data_seed=None)  # None: as the checkpoint records
     c.add_argument("--input", default=None, help="score the rows of this .npy file instead of a data set")
     c.add_argument("--k", type=POSITIVE, default=1000)
@@ -662,14 +826,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like KeyboardInterrupt, so files are closed, temporaries removed, locks released."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+#: What to make smaller when a command runs out of memory.
+REDUCE = {"train": "--batch-size, --hidden, --latent, --samples or --ring-points", "sample": "--n",
+          "score": "--k or the data (--input, --dataset)", "gradcheck": "--batch, --data-dim, --hidden or --samples",
+          "exercise": "nothing: report it"}
+
+#: Exit statuses: 0 success, 1 a check that failed (gradcheck, exercise check), 2 an error or a diverged run,
+#: 128 + the signal's number when interrupted (130 SIGINT, 143 SIGTERM).
+EXIT_OK, EXIT_FAILED_CHECK, EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.interrupted = lambda: "nothing was written"
+    previous = None
     try:
-        return args.func(args)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        pass
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # results are checked for finiteness
+            return args.func(args)
     except (ValueError, TypeError, OSError, NonFiniteError) as exc:  # OSError: files, downloads
-        print(f"minivae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        named = isinstance(exc, OSError) and exc.strerror and ": expected" in exc.strerror  # "[Errno 28] " dropped
+        print(f"minivae {args.command}: error: {exc.strerror if named else exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError as exc:
+        detail = str(exc) if str(exc).startswith("--") else (f"out of memory ({exc or 'MemoryError'}); "
+                                                               f"reduce {REDUCE[args.command]}")
+        print(f"minivae {args.command}: error: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"minivae {args.command}: interrupted (SIGINT): {args.interrupted()}", file=sys.stderr)
+        return EXIT_SIGINT
+    except Terminated:
+        print(f"minivae {args.command}: terminated (SIGTERM): {args.interrupted()}", file=sys.stderr)
+        return EXIT_SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

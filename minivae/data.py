@@ -10,7 +10,7 @@ class labels as an int64 array of shape (N,).
 * :func:`digits` -- scikit-learn's 1797 handwritten digits, 8x8 pixels (D = 64).
 * :func:`load_mnist` -- MNIST (D = 784), read from the four standard IDX files
   (:func:`read_idx`), downloaded once into a cache directory and checked
-  against SHA-256 digests before being used.
+  against SHA-256 digests before every use (a cached file too, not only a download).
 * :func:`one_hot`, :func:`train_val_test_split`, :func:`binarize`,
   :func:`binarize_stochastic`, :func:`binarize_split` -- small transformations of the above.
 
@@ -289,6 +289,18 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(path: Path, checksums: dict) -> None:
+    """Refuse the file ``path`` unless its SHA-256 is ``checksums[path.name]``: a corrupt, truncated or replaced
+    cache is never read as data."""
+    expected = checksums.get(path.name)
+    if expected is None:
+        raise ValueError(f"checksums: expected a SHA-256 digest for {path.name!r}, got none for it")
+    got = sha256(path)
+    if got != expected:
+        raise ValueError(f"{path}: expected SHA-256 {expected}, got {got}: the cached file is corrupt or was "
+                         "replaced; delete it and it is downloaded again")
+
+
 def _urlopen_fetch(url: str, dest: Path) -> None:
     """Copy ``url`` (https://, http:// or file://) into the file ``dest``."""
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as f:
@@ -375,12 +387,17 @@ def load_mnist(cache_dir=None, split: str = "train", download: bool = True, *, m
     download = check_bool("download", download)
     _check_sources(mirrors, checksums, fetch)
     directory = mnist_dir(cache_dir)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"cache_dir: expected a folder for MNIST's files (created if missing), got "
+                                 f"{str(directory)!r}, which is a file")
     paths = []
     for name in MNIST_FILES[split]:
         if not (directory / name).is_file():
             if not download:
                 raise FileNotFoundError(f"{name}: not found in {directory} (download=False)")
             download_file(name, directory, mirrors=mirrors, checksums=checksums, fetch=fetch)
+        else:  # a cached file is checked before every use, not only after its download
+            check_sha256(directory / name, checksums)
         paths.append(directory / name)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):

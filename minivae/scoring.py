@@ -21,7 +21,7 @@ import math
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .likelihoods import LOG_2PI
 from .reparam import reparameterize_forward
-from .validate import check_int
+from .validate import check_int, check_matrix_shape
 
 #: Elements of the largest temporary (samples x examples x width) one chunk may allocate, per device
 #: (chosen in :data:`minivae.backend.BLOCK_ELEMENTS`). On the CPU, at 2^18 (1 MiB in float32) the allocator
@@ -50,7 +50,9 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     rng : random generator, default the model's own.
     batch_size : int
         Examples scored at a time; samples are further chunked so that no
-        temporary exceeds :data:`CHUNK_ELEMENTS` elements (per device).
+        temporary exceeds :data:`CHUNK_ELEMENTS` elements (per device). ``x`` is
+        checked, cast and moved batch by batch, so a large N never makes an
+        (N, D) temporary.
 
     Returns
     -------
@@ -58,20 +60,20 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     """
     k = check_int("k", k, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    x = model._check_x(x)
+    check_matrix_shape("x", x, model.config.data_dim)  # the values are checked batch by batch: no N x D copy
     c = model._check_c(c, x.shape[0], "x")
     rng = model._check_rng(rng)
-    xp = get_array_module(x)
+    xp = get_array_module(model.params.data)
     N, K = x.shape[0], model.config.latent_dim
     width = max(model.likelihood.n_outputs(model.config.data_dim), K, *model.config.hidden,
                 *model.config.decoder_widths)
     result = xp.empty(N, dtype=model.dtype)
     for start in range(0, N, batch_size):
-        xb = x[start:start + batch_size]
+        xb = model._check_x(x[start:start + batch_size])  # cast and moved to the model's device, one batch
         cb = None if c is None else c[start:start + batch_size]
         n = xb.shape[0]
         mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
-        chunk = max(1, min(k, CHUNK_ELEMENTS[device_of(x)] // (n * width)))
+        chunk = max(1, min(k, CHUNK_ELEMENTS[device_of(xb)] // (n * width)))
         running_max = xp.full(n, -xp.inf, dtype=model.dtype)
         running_sum = xp.zeros(n, dtype=model.dtype)  # sum_i exp(log_w_i - running_max)
         for done in range(0, k, chunk):

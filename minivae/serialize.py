@@ -17,11 +17,32 @@ atomically (see :mod:`minivae.checkpoint`).
 from __future__ import annotations
 
 
+import math
+
+import numpy as np
+
 from .backend import generator_state, resolve_device, to_device, to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .model import VAE, VAEConfig, build_model
-from .train import History, Trainer
+from .resources import available_memory, format_bytes, model_bytes, param_count
+from .train import History, NonFiniteError, Trainer
 from .validate import check_int
+
+
+def non_finite_parameters(params) -> list:
+    """The names of the parameters in ``params`` (a ParamBuffer) holding NaN or infinity."""
+    host = to_numpy(params.data)
+    if np.isfinite(host).all():
+        return []
+    return [name for name, (start, stop) in params.offsets.items() if not np.isfinite(host[start:stop]).all()]
+
+
+def _check_finite_model(model, argument: str) -> None:
+    """Refuse to save a diverged model: a file never holds NaN or infinite parameters."""
+    bad = non_finite_parameters(model.params)
+    if bad:
+        raise NonFiniteError(f"{argument}: expected finite parameters, got NaN or infinity in {bad}; the model "
+                             "diverged (lower the learning rate, lr) and is not saved")
 
 
 def _model_part(model) -> tuple[dict, dict]:
@@ -32,9 +53,13 @@ def _model_part(model) -> tuple[dict, dict]:
 
 
 def save_model(path, model) -> None:
-    """Save a model's parameters, configuration and generator state to ``path`` (atomically)."""
+    """Save a model's parameters, configuration and generator state to ``path`` (atomically).
+
+    A model with NaN or infinite parameters is refused (:class:`~minivae.train.NonFiniteError`), never saved.
+    """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+    _check_finite_model(model, "model")
     arrays, meta = _model_part(model)
     save_checkpoint(path, arrays, {"kind": "model", "model": meta})
 
@@ -45,16 +70,31 @@ def _restore_model(path, arrays: dict, meta, device: str):
     try:
         config = VAEConfig(**{"init": "he", **meta["config"]})  # files from before `init` were all "he"
         seed = check_int("seed", meta.get("seed", 0), 0)
-        model = build_model(config, dtype=meta["dtype"], seed=seed, device=device)
-    except (KeyError, TypeError, ValueError) as exc:
+        itemsize = np.dtype(meta["dtype"]).itemsize
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad model configuration: {exc}") from exc
     params = arrays.get("params")
     if params is None:
         raise CheckpointError(f"cannot load checkpoint '{path}': it holds no 'params' array")
+    count = param_count(config)  # before building: a configuration can claim terabytes
+    if params.shape != (count,) or params.dtype != np.dtype(meta["dtype"]):
+        raise CheckpointError(f"cannot load checkpoint '{path}': params: expected shape ({count},) {meta['dtype']} "
+                              f"for this configuration, got {params.shape} {params.dtype}")
+    if model_bytes(config, itemsize) > available_memory():
+        raise CheckpointError(f"cannot load checkpoint '{path}': its model needs "
+                              f"{format_bytes(model_bytes(config, itemsize))}, more than the "
+                              f"{format_bytes(available_memory())} of memory available")
+    try:
+        model = build_model(config, dtype=meta["dtype"], seed=seed, device=device)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint '{path}': bad model configuration: {exc}") from exc
     if params.shape != model.params.data.shape or params.dtype != model.dtype:
         raise CheckpointError(
             f"cannot load checkpoint '{path}': params: expected shape {model.params.data.shape} "
             f"{model.dtype} for this configuration, got {params.shape} {params.dtype}")
+    if not np.isfinite(params).all():
+        raise CheckpointError(f"cannot load checkpoint '{path}': params: expected finite values, got NaN or "
+                              "infinity (a diverged model)")
     model.params.data[...] = to_device(params, model.device)
     try:
         if meta["rng"] is not None and model.device == "cpu":  # else: seeded from the seed, above
@@ -71,10 +111,19 @@ def load_model(path, device: str = "cpu"):
     return _restore_model(path, arrays, meta.get("model"), device)
 
 
-def save_trainer(path, trainer: Trainer) -> None:
-    """Save the model and the whole training state, so training resumes exactly."""
+def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
+    """Save the model and the whole training state, so training resumes exactly.
+
+    A diverged state (NaN or infinite parameters or losses in the history) is refused, never saved;
+    ``argument`` is the caller's name for ``path`` in error messages.
+    """
     if not isinstance(trainer, Trainer):
         raise TypeError(f"trainer: expected a Trainer, got {type(trainer).__name__}")
+    _check_finite_model(trainer.model, "trainer")
+    for name, values in trainer.history.to_dict().items():
+        if not all(math.isfinite(v) for v in values if isinstance(v, float)):
+            raise NonFiniteError(f"trainer: expected a finite history, got NaN or infinity in {name}; the model "
+                                 "diverged (lower the learning rate, lr) and is not saved")
     arrays, model_meta = _model_part(trainer.model)
     opt = trainer.optimizer
     for key, value in opt.state().items():
@@ -91,7 +140,7 @@ def save_trainer(path, trainer: Trainer) -> None:
     }
     if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
         meta["data"] = trainer.data
-    save_checkpoint(path, arrays, meta)
+    save_checkpoint(path, arrays, meta, argument=argument)
 
 
 def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
@@ -119,6 +168,8 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
             if value.shape != model.params.data.shape or value.dtype != model.dtype:
                 raise ValueError(f"optimizer.{key}: expected shape {model.params.data.shape} {model.dtype}, "
                                  f"got {value.shape} {value.dtype}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"optimizer.{key}: expected finite values, got NaN or infinity")
         if opt["name"] == "adam" and opt.get("moments") != "sums":  # a file written when Adam kept averages
             moments = {"m": moments["m"] / (1.0 - trainer.optimizer.beta1),  # M = m / (1 - beta1), eq. adam-sums
                        "v": moments["v"] / (1.0 - trainer.optimizer.beta2)}

@@ -93,6 +93,7 @@ class Trainer:
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.schedule = _resolve_schedule(schedule, lr)
+        _check_optimizer_options(type(self).__name__, optimizer, optimizer_options)
         self._fast = FastStep(model, kernels)
         self.kernels = kernels
         self.optimizer = make_optimizer(optimizer, model.params, lr=self.schedule(0), ops=self._fast.ops,
@@ -162,6 +163,16 @@ class Trainer:
         self.step_count += 1
         return loss
 
+    def _check_params_finite(self, where: str) -> None:
+        """Stop when the parameters hold NaN or infinity: an update can overflow even after a finite gradient
+        (the last step of an epoch included), and nothing diverged is saved or reported."""
+        xp = get_array_module(self.model.params.data)
+        if not bool(xp.isfinite(self.model.params.data).all()):
+            raise NonFiniteError(
+                f"lr: expected a learning rate under which training stays finite, got parameters that became NaN "
+                f"or infinite by step {self.step_count} (epoch {self.epoch + 1}, {where}); lower the learning rate "
+                f"(lr) or check the data; the last checkpoint, if any, holds epoch {self.epoch}")
+
     def _check_finite(self, loss):
         """Stop at a non-finite loss or gradient; one reduction watches the whole gradient buffer.
 
@@ -181,9 +192,11 @@ class Trainer:
         if not (loss_ok and bool(grad_ok)):
             what = "gradient" if loss_ok else "loss"
             raise NonFiniteError(
-                f"non-finite {what} at step {self.step_count + 1} (epoch {self.epoch + 1})"
+                f"lr: expected a learning rate under which training stays finite, got a non-finite {what} at step "
+                f"{self.step_count + 1} (epoch {self.epoch + 1})"
                 + ("" if self.model.device == "cpu" else " or in the steps since the last check")
-                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data")
+                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data"
+                + f"; the last checkpoint, if any, holds epoch {self.epoch}")
 
     # ------------------------------------------------------------------ epochs
 
@@ -209,9 +222,8 @@ class Trainer:
             c_val = model._check_c(c_val, x_val.shape[0], "x_val")
         elif c_val is not None:
             raise ValueError("c_val: expected None when x_val is None (there is nothing to condition), got an array")
-        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint: expected a file path (str or os.PathLike) or None, "
-                            f"got {type(checkpoint).__name__} {checkpoint!r}")
+        if checkpoint is not None:
+            _check_checkpoint_path(checkpoint)
         n = x.shape[0]
         if self.batch_size > n:
             raise ValueError(f"batch_size: expected at most the number of training examples ({n}), "
@@ -239,15 +251,26 @@ class Trainer:
                         terms = [t + v * idx.shape[0] for t, v in zip(terms, self._fast.terms)]
                         if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
+                self._check_params_finite("after the epoch's last update")  # before anything is recorded
+                train_loss = float(total) / counted
+                val_parts = []  # recorded only once the epoch is known to be finite
+                val_loss = None if x_val is None else self._evaluate(x_val, c_val, lambda *a: val_parts.append(a))
+                for name, value in (("training", train_loss), ("validation", val_loss)):
+                    if value is not None and not math.isfinite(value):
+                        raise NonFiniteError(f"lr: expected a learning rate under which training stays finite, "
+                                             f"got a {name} loss of {value} in epoch {self.epoch + 1}; lower the "
+                                             f"learning rate (lr) or check the data; the last checkpoint, if any, "
+                                             f"holds epoch {self.epoch}")
                 self.epoch += 1
-                self.history.train_loss.append(float(total) / counted)
+                self.history.train_loss.append(train_loss)
                 self._record("train", *(to_numpy(t) / counted for t in terms))
                 if x_val is not None:
-                    self.history.val_loss.append(self._evaluate(x_val, c_val, self._record))
+                    self.history.val_loss.append(val_loss)
+                    self._record(*val_parts[0])
                 if checkpoint is not None:
                     from .serialize import save_trainer
 
-                    save_trainer(checkpoint, self)
+                    save_trainer(checkpoint, self, argument="checkpoint")
         finally:
             if bar is not None:
                 bar.close()
@@ -284,6 +307,34 @@ class Trainer:
         return total / n
 
 
+def _check_checkpoint_path(checkpoint) -> None:
+    """``fit``'s ``checkpoint``: a file path whose folder exists; found before training, not after an epoch."""
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint: expected a file path (str or os.PathLike) or None, "
+                        f"got {type(checkpoint).__name__} {checkpoint!r}")
+    path = os.fsdecode(os.fspath(checkpoint))
+    if not path:
+        raise ValueError("checkpoint: expected a file path or None, got the empty path ''")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint: expected a file path, got {path!r}, which is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"checkpoint: expected a file in an existing folder, got {path!r}, whose folder "
+                                f"{folder!r} does not exist")
+
+
+def _check_optimizer_options(caller: str, optimizer: str, options: dict) -> None:
+    """Keywords left over for the optimizer must be its options: a typo names ``caller``, not ``__init__``."""
+    import inspect
+
+    accepted = [name for name, p in inspect.signature(OPTIMIZERS[optimizer]).parameters.items()
+                if name not in ("params", "lr", "ops") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"{caller}: expected keyword arguments of {caller} or options of the {optimizer!r} "
+                        f"optimizer {accepted}, got unexpected {', '.join(map(repr, unknown))}")
+
+
 def _resolve_schedule(schedule, lr):
     """The trainer's schedule: ``Constant(lr)`` without one; with one, ``lr`` left out or equal to its own."""
     if schedule is None:
@@ -313,6 +364,8 @@ def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer:
     replaces it by a learning rate per step. Its steps count updates: ``epochs * steps_per_epoch(N, batch_size)``
     of them in this call (:func:`minivae.schedules.steps_per_epoch`).
     """
+    if optimizer in OPTIMIZERS:
+        _check_optimizer_options("fit", optimizer, optimizer_options)
     trainer = Trainer(model, optimizer, lr=lr, batch_size=batch_size, warmup_epochs=warmup_epochs, seed=seed,
                       kernels=kernels, schedule=schedule, **optimizer_options)
     return trainer.fit(x, c, epochs=epochs, x_val=x_val, c_val=c_val, progress=progress, checkpoint=checkpoint)

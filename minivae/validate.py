@@ -83,9 +83,27 @@ def _check_float_dtype(name: str, x, expected: str):
 def _cast_finite(name: str, x, dtype):
     """``x`` in ``dtype``, refusing NaN and infinity."""
     xp = get_array_module(x)
-    x = xp.asarray(x, dtype=dtype)
     if not bool(xp.isfinite(x).all()):
         raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+    with np.errstate(over="ignore"):  # an overflow is reported below, as an error
+        cast = xp.asarray(x, dtype=dtype)
+    if cast.dtype != x.dtype and not bool(xp.isfinite(cast).all()):  # finite in float64, infinite in float32
+        largest = float(xp.abs(x).max())
+        raise ValueError(f"{name}: expected values within {np.dtype(dtype).name}'s range (magnitude at most "
+                         f"{float(np.finfo(dtype).max):.4g}), got values up to {largest:.4g}, which overflow "
+                         f"{np.dtype(dtype).name}")
+    return cast
+
+
+def check_matrix_shape(name: str, x, n_cols: int, *, allow_empty: bool = False):
+    """A float32/float64 2-D array of ``n_cols`` columns, checked without reading its values (no copy)."""
+    _check_float_dtype(name, x, "a 2-D float array")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (N, {n_cols}), got {x.ndim}-D shape {tuple(x.shape)}")
+    if x.shape[1] != n_cols:
+        raise ValueError(f"{name}: expected {n_cols} columns (features), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name}: expected at least one row, got an empty batch of shape {tuple(x.shape)}")
     return x
 
 
@@ -94,13 +112,7 @@ def check_matrix(name: str, x, n_cols: int, dtype, *, allow_empty: bool = False,
 
     ``unit_interval`` additionally requires every value in [0, 1] (Bernoulli targets).
     """
-    _check_float_dtype(name, x, "a 2-D float array")
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array of shape (N, {n_cols}), got {x.ndim}-D shape {tuple(x.shape)}")
-    if x.shape[1] != n_cols:
-        raise ValueError(f"{name}: expected {n_cols} columns (features), got shape {tuple(x.shape)}")
-    if x.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name}: expected at least one row, got an empty batch of shape {tuple(x.shape)}")
+    check_matrix_shape(name, x, n_cols, allow_empty=allow_empty)
     x = _cast_finite(name, x, dtype)
     if unit_interval and x.size and not bool(((x >= 0) & (x <= 1)).all()):
         raise ValueError(f"{name}: expected values in [0, 1] for the Bernoulli likelihood, "

@@ -53,6 +53,8 @@ def cli(*argv):
             except SystemExit as exit:
                 assert exit.code == 2
                 raise UsageError(err.getvalue()) from None
+            except MemoryError as exc:  # must never escape the command line
+                raise AssertionError(f"MemoryError escaped main: {exc}") from None
         assert "Traceback" not in err.getvalue()
         if code == 2:
             raise CommandFailed(err.getvalue())
@@ -332,6 +334,37 @@ TRAIN_CASES = [
           ValueError, "batch_size"),
     Case("Trainer.evaluate x a list", lambda f: Trainer(f.vae, batch_size=2).evaluate(X.tolist()), TypeError,
           "x"),
+    Case("fit checkpoint empty", lambda f: fit(f.vae, X, batch_size=5, checkpoint="", progress=False), ValueError,
+         "checkpoint"),
+    Case("fit checkpoint a directory", lambda f: fit(f.vae, X, batch_size=5, checkpoint=str(f.tmp), progress=False),
+         IsADirectoryError, "checkpoint"),
+    Case("fit checkpoint in a missing folder", lambda f: fit(f.vae, X, batch_size=5, progress=False,
+                                                             checkpoint=str(f.missing_dir / "c.npz")),
+         FileNotFoundError, "checkpoint"),
+    Case("fit keyword typo", lambda f: fit(f.vae, X, batch_size=5, epoch=2, progress=False), TypeError, "fit"),
+    Case("Trainer option of another optimizer", lambda f: Trainer(f.vae, "adam", momentum=0.9), TypeError,
+         "Trainer"),
+    Case("x overflowing float32", lambda f: f.vae.loss(np.full((2, 4), 1e300)), ValueError, "x"),
+    Case("save_model empty path", lambda f: save_model("", f.vae), ValueError, "path"),
+    Case("save_model a directory", lambda f: save_model(f.tmp, f.vae), IsADirectoryError, "path"),
+    Case("load_model a directory", lambda f: load_model(f.tmp), IsADirectoryError, "path"),
+    Case("load_model empty path", lambda f: load_model(""), ValueError, "path"),
+    Case("load_mnist cache_dir a file", lambda f: data.load_mnist(f.model_file, download=False),
+         NotADirectoryError, "cache_dir"),
+    Case("cli score --input with --dataset", cli("score", "--checkpoint", "{model_file}", "--input", "{wrong_d_file}",
+                                                 "--dataset", "digits"), CommandFailed, "--dataset"),
+    Case("cli score --input with --split", cli("score", "--checkpoint", "{model_file}", "--input", "{wrong_d_file}",
+                                               "--split", "val"), CommandFailed, "--split"),
+    Case("cli train --data-dir without mnist", cli("train", "--dataset", "ring", "--data-dir", "{tmp}",
+                                                   "--out", "{tmp}/r"), CommandFailed, "--data-dir"),
+    Case("cli train --resume without a run", cli("train", "--dataset", "ring", "--resume", "--out", "{tmp}/new"),
+         CommandFailed, "--resume"),
+    Case("cli train --resume and --overwrite", cli("train", "--dataset", "ring", "--resume", "--overwrite",
+                                                   "--out", "{tmp}/new2"), CommandFailed, "--overwrite"),
+    Case("cli sample --n beyond memory", cli("sample", "--checkpoint", "{model_file}", "--n", "10000000000000",
+                                             "--out", "{tmp}/s.npy"), CommandFailed, "--n"),
+    Case("cli train --hidden beyond memory", cli("train", "--dataset", "ring", "--hidden", "10000000000",
+                                                 "--out", "{tmp}/r"), CommandFailed, "--hidden"),
 ]
 
 PARAMS = [pytest.param(case, id=case.id) for case in CASES + TRAIN_CASES]

@@ -227,7 +227,7 @@ def test_newer_version_is_refused(saved):
     header = _header(saved)
     header["version"] = 3
     _rewrite(saved, header=header)
-    with pytest.raises(CheckpointError, match="newer minivae: format version 3, this version reads up to 1"):
+    with pytest.raises(CheckpointError, match="newer minivae: format version 3, this version reads up to 2"):
         load_checkpoint(saved)
 
 

@@ -239,12 +239,13 @@ def no_network(url, dest):
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_load_mnist_from_cache(tmp_path, split):
     images, labels = fake_mnist(tmp_path, split)
-    x, y = data.load_mnist(tmp_path, split=split, download=False)
+    table = sha256_table(tmp_path, split)
+    x, y = data.load_mnist(tmp_path, split=split, download=False, checksums=table)
     assert x.shape == (5, 784) and x.dtype == np.float64 and y.dtype == np.int64
     np.testing.assert_array_equal(x, images.reshape(5, 784) / 255.0)
     np.testing.assert_array_equal(y, labels)
     assert x[0, 0] == 0.0 and x[0, 1] == 1.0
-    x2, _ = data.load_mnist(str(tmp_path), split=split, fetch=no_network)  # present files are not fetched
+    x2, _ = data.load_mnist(str(tmp_path), split=split, fetch=no_network, checksums=table)  # not fetched again
     np.testing.assert_array_equal(x, x2)
 
 
@@ -252,7 +253,8 @@ def test_mnist_dir_env_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIVAE_DATA", str(tmp_path))
     assert data.mnist_dir() == tmp_path / "mnist"
     fake_mnist(tmp_path / "mnist", "test")
-    assert data.load_mnist(split="test", download=False)[0].shape == (5, 784)
+    table = sha256_table(tmp_path / "mnist", "test")
+    assert data.load_mnist(split="test", download=False, checksums=table)[0].shape == (5, 784)
     monkeypatch.delenv("MINIVAE_DATA")
     assert data.mnist_dir().parts[-3:] == (".cache", "minivae", "mnist")
 
@@ -336,7 +338,32 @@ def test_load_mnist_rejects_wrong_image_shape(tmp_path):
     fake_mnist(tmp_path)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(idx_bytes(np.zeros((5, 8, 8), np.uint8), 0x08))
     with pytest.raises(ValueError, match=r"expected uint8 images of shape \(N, 28, 28\)"):
-        data.load_mnist(tmp_path, download=False)
+        data.load_mnist(tmp_path, download=False, checksums=sha256_table(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "replace"])
+def test_a_cached_file_is_checked_against_its_digest_before_every_use(tmp_path, damage):
+    fake_mnist(tmp_path, "test")
+    table = sha256_table(tmp_path, "test")
+    data.load_mnist(tmp_path, "test", download=False, checksums=table)  # good files load
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    if damage == "flip a byte":
+        raw[-3] ^= 0x01  # still valid gzip? maybe not: either way the digest must catch it first
+    elif damage == "truncate":
+        del raw[-10:]
+    else:
+        raw = gzip.compress(idx_bytes(np.full((5, 28, 28), 7, np.uint8), 0x08))  # a valid file, other data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz: expected SHA-256 [0-9a-f]{64}, got") as info:
+        data.load_mnist(tmp_path, "test", download=False, checksums=table)
+    assert "delete it" in str(info.value)
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="cache_dir: expected a folder.*which is a file"):
+        data.load_mnist(tmp_path / "file", "test", download=False)
 
 
 def test_binarize_split_modes():
