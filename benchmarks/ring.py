@@ -75,9 +75,21 @@ def run_torch(torch, seed: int, recipe: dict, k: int) -> dict:
             layers += [torch.nn.Linear(a, b)] + ([act()] if i < len(sizes) - 2 else [])
         return torch.nn.Sequential(*layers)
 
-    enc, dec = mlp([2, *recipe["hidden"], 2 * K]), mlp([K, *reversed(recipe["hidden"]), 2])
-    log_var = torch.nn.Parameter(torch.tensor(float(recipe["init_log_var"])))
-    params = [*enc.parameters(), *dec.parameters(), log_var]
+    per_example = recipe["likelihood"] == "gaussian_per_example"  # the decoder gives [mean, log-variance]
+    if not per_example and recipe["likelihood"] != "gaussian_shared":
+        raise SystemExit(f"--torch: the twin has gaussian_shared and gaussian_per_example, "
+                         f"got {recipe['likelihood']!r}")
+    enc, dec = mlp([2, *recipe["hidden"], 2 * K]), mlp([K, *reversed(recipe["hidden"]), 4 if per_example else 2])
+    shared_log_var = torch.nn.Parameter(torch.tensor(float(recipe["init_log_var"])))
+    if per_example:  # as minivae's --init-log-var: the bias of the log-variance outputs
+        with torch.no_grad():
+            dec[-1].bias[2:] = float(recipe["init_log_var"])
+    params = [*enc.parameters(), *dec.parameters(), *([] if per_example else [shared_log_var])]
+
+    def decode(z):
+        out = dec(z)
+        return (out[..., :2], out[..., 2:]) if per_example else (out, shared_log_var)
+
     opt = torch.optim.Adam(params, lr=recipe["lr"])
     x_train = torch.tensor(split.train, dtype=torch.float32)
     n, batch = x_train.shape[0], recipe["batch_size"]
@@ -90,7 +102,7 @@ def run_torch(torch, seed: int, recipe: dict, k: int) -> dict:
             xb = x_train[idx]
             mu, lv = enc(xb).chunk(2, dim=1)
             z = mu + torch.exp(0.5 * lv) * torch.randn(S, *mu.shape)
-            mean = dec(z)
+            mean, log_var = decode(z)
             nll = 0.5 * (((xb - mean) ** 2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(-1)
             kl = 0.5 * (mu**2 + torch.exp(lv) - 1 - lv).sum(-1)
             beta = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
@@ -105,7 +117,7 @@ def run_torch(torch, seed: int, recipe: dict, k: int) -> dict:
         mu, lv = enc(x).chunk(2, dim=1)
         std = torch.exp(0.5 * lv)
         z = mu + std * torch.randn(k, *mu.shape)
-        mean = dec(z)
+        mean, log_var = decode(z)
         log_px = -0.5 * (((x - mean) ** 2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(-1)
         log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)
         log_q = -0.5 * (((z - mu) / std) ** 2 + lv + math.log(2 * math.pi)).sum(-1)

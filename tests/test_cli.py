@@ -186,11 +186,10 @@ def test_init_log_var_and_fixed_variance_reach_the_model(tmp_path, capsys):
 
     base = ["train", "--dataset", "ring", "--epochs", "1", "--k", "2", "--hidden", "4", "--ring-points", "300",
             "--lr", "1e-9", "--no-progress"]
-    assert main([*base, "--init-log-var", "-3", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--likelihood", "gaussian_shared", "--init-log-var", "-3", "--out", str(tmp_path / "a")]) == 0
     model = load_trainer(tmp_path / "a" / "model.npz").model
     assert float(model.params["likelihood.log_var"]) == pytest.approx(-3.0, abs=1e-4)
-    assert main([*base, "--likelihood", "gaussian_per_example", "--init-log-var", "-3", "--out",
-                 str(tmp_path / "b")]) == 0
+    assert main([*base, "--init-log-var", "-3", "--out", str(tmp_path / "b")]) == 0  # the ring's per-example variance
     model = load_trainer(tmp_path / "b" / "model.npz").model
     np.testing.assert_allclose(model.params["decoder.1.b"][2:], -3.0, atol=1e-4)
     assert main([*base, "--fixed-variance", "0.01", "--out", str(tmp_path / "c")]) == 0
