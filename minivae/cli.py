@@ -166,7 +166,7 @@ TRAIN_DEFAULTS = {
     "mnist": _IMAGES,
     "ring": dict(epochs=600, batch_size=128, lr=2e-3, warmup=20.0, latent=2, hidden=(64, 64, 64), activation="tanh",
                  samples=4, likelihood="gaussian_per_example", init_log_var=-4.0, binarize="none", schedule="cosine",
-                 ring_points=10000, ring_noise=0.05, init="he"),  # "torch" trains the ring worse (docs/results.md)
+                 ring_points=10000, ring_noise=0.05, init="he"),  # its table is measured with "he" (docs/results.md)
 }
 #: The ring's size and noise when the ring is not being trained on (``score`` of an old checkpoint).
 RING_POINTS, RING_NOISE = 6000, 0.05
