@@ -207,7 +207,7 @@ def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -
                         np.lib.format.write_array(member, arr, allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
-        _copy_permissions(path, tmp)
+        readable_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -227,15 +227,21 @@ def _named(exc: OSError, argument: str, path: str) -> OSError:
                                 f"{path!r}: {reason}; the previous file there, if any, is unchanged")
 
 
-def _copy_permissions(path: str, tmp: str) -> None:
-    # mkstemp creates files readable by their owner only (0600). Give the new
-    # checkpoint the mode of the file it replaces, or owner-write, all-read.
+def readable_mode(tmp, path) -> None:
+    """Give a temporary file the mode it should have once renamed to ``path``.
+
+    mkstemp creates files readable by their owner only (0600). A checkpoint or a picture is for others to open
+    too: the mode of the file it replaces, or 0644 (owner writes, all read) less what the umask withholds, as
+    ``open`` would give.
+    """
     if os.name != "posix":
         return
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o644  # owner writes, everyone reads
+        umask = os.umask(0)  # the only way to read the umask is to set it: put it back at once
+        os.umask(umask)
+        mode = 0o644 & ~umask
     os.chmod(tmp, mode)
 
 

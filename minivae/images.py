@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import readable_mode
 from .validate import check_int
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,29 +71,12 @@ def write_png(path, image: np.ndarray) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(png)
-        _readable_mode(tmp, path)
+        readable_mode(tmp, path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
-
-
-def _readable_mode(tmp, path: Path) -> None:
-    """Give the temporary file the mode a picture should have once renamed to ``path``.
-
-    mkstemp creates files readable by their owner only (0600). A picture is for others to open too: the mode of
-    the file it replaces, or 0644 (owner writes, all read) less what the umask withholds, as ``open`` would give.
-    """
-    if os.name != "posix":
-        return
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)  # the only way to read the umask is to set it: put it back at once
-        os.umask(umask)
-        mode = 0o644 & ~umask
-    os.chmod(tmp, mode)
 
 
 def tile(images: np.ndarray, n_cols: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
