@@ -35,7 +35,7 @@ else:  # pragma: no cover - depends on the machine
 #: ``"loss"``: the Bernoulli loss of a training step, in row blocks (``minivae.ops.LOSS_BLOCK_ELEMENTS``);
 #: ``"scoring"``: the importance samples of :func:`minivae.scoring.log_likelihood`, in chunks
 #: (``minivae.scoring.CHUNK_ELEMENTS``).
-BLOCK_ELEMENTS = {"loss": {"cpu": 1 << 16, "cuda": 1 << 24}, "scoring": {"cpu": 1 << 18, "cuda": 1 << 24}}
+BLOCK_ELEMENTS = {"loss": {"cpu": 1 << 16, "cuda": 1 << 24}, "scoring": {"cpu": 1 << 20, "cuda": 1 << 24}}
 
 
 def cuda_status() -> tuple[bool, str]:

@@ -12,22 +12,34 @@ log-sum-exp, over chunks of samples, so memory stays bounded for any ``k``
 (eq. ``logsumexp``):
 
 .. math::  \log\sum_i e^{a_i} = m + \log\sum_i e^{a_i - m},\qquad m = \max_i a_i
+
+For speed, the same operations as the model's own methods, in the same order
+(``tests/test_scoring.py`` checks the parts bit for bit): the decoder writes
+each chunk into buffers allocated once per call (:class:`_Rows`), the
+Bernoulli term is taken in place (:func:`bernoulli_log_px`), and on the CPU
+the examples of a batch are split over the cores (:mod:`minivae.cores`), each
+thread with its own buffers.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
+from .cores import map_rows, row_blocks
+from .layers import log1p_unit
 from .likelihoods import LOG_2PI
 from .reparam import reparameterize_forward
 from .validate import check_int, check_matrix_shape
 
-#: Elements of the largest temporary (samples x examples x width) one chunk may allocate, per device
-#: (chosen in :data:`minivae.backend.BLOCK_ELEMENTS`). On the CPU, at 2^18 (1 MiB in float32) the allocator
-#: reuses the freed temporaries chunk after chunk; at 2^22 it handed them back to the system after each chunk
-#: and every page faulted in again, tens of thousands of faults per call and 1.2 to 1.3 times the time
-#: (docs/performance.md). On a GPU a chunk is a few dozen launches, so chunks are as large as memory allows.
+#: Elements (samples x examples x width) of one chunk's decoder buffers, per device (chosen in
+#: :data:`minivae.backend.BLOCK_ELEMENTS`); the noise of several chunks is drawn at once, up to as many elements.
+#: On the CPU, 2^20 (4 MiB in float32) gives each of two threads a few hundred rows a matrix product; the buffers
+#: are allocated once per call (when chunks allocated their temporaries, 2^22 made every page fault in again,
+#: chunk after chunk: docs/performance.md). On a GPU a chunk is a few dozen launches, so chunks are as large as
+#: memory allows.
 CHUNK_ELEMENTS = BLOCK_ELEMENTS["scoring"]
 
 
@@ -35,6 +47,89 @@ def log_normal(z, mu, log_var):
     r""":math:`\log \mathcal N(z; \mu, \operatorname{diag} e^{\log\sigma^2})` summed over the last axis (eq. ``log-normal``)."""
     xp = get_array_module(z)
     return -0.5 * (LOG_2PI + log_var + (z - mu) ** 2 * xp.exp(-log_var)).sum(axis=-1)
+
+
+class _Rows:
+    """The decoder's buffers for ``samples`` importance samples of ``rows`` examples, allocated once per call.
+
+    A chunk's decoder input, every layer's output and, for a Bernoulli
+    likelihood, two scratch arrays of the output's size live here; the chunk's
+    matrix products, ReLUs and log-likelihood write into them (as
+    :mod:`minivae.fast` does for a training step), so a chunk allocates nothing
+    of its size (other activations and the Gaussian likelihoods still take the
+    reference functions, with their temporaries).
+    """
+
+    def __init__(self, model, samples: int, rows: int, xp):
+        widths = model._layer_sizes()["decoder"]
+        self.dec_in = xp.empty((samples * rows, widths[0]), dtype=model.dtype)  # [z, c]
+        self.dec = [xp.empty((samples * rows, width), dtype=model.dtype) for width in widths[1:]]
+        bernoulli = model.config.likelihood == "bernoulli"
+        self.scratch = [xp.empty_like(self.dec[-1]) for _ in range(2 if bernoulli else 0)]
+        # max(a, 0) against an array of zeros on the CPU (a GPU kernel takes the scalar as fast)
+        self.zeros = np.zeros(samples * rows * max(widths[1:]), dtype=model.dtype) if xp is np else None
+        self.rows = rows
+
+    def views(self, s: int, r: int):
+        """The buffers for ``s`` samples of ``r`` rows: leading parts of the arrays (a chunk or a batch may be short)."""
+        return self.dec_in[:s * r], [a[:s * r] for a in self.dec], [a[:s * r] for a in self.scratch]
+
+    def zeros_like(self, a):
+        """Zeros of ``a``'s shape (a view), or the scalar 0 on a GPU."""
+        return 0.0 if self.zeros is None else self.zeros[:a.size].reshape(a.shape)
+
+
+def bernoulli_log_px(logits, x, scratch, scratch2, zeros):
+    r""":math:`\log p(x|\ell) = -\sum_d \operatorname{softplus}(\ell_d) - x_d \ell_d` (eq. ``bern-nll``), in place.
+
+    The operations of :func:`minivae.likelihoods.bernoulli_nll_forward` in the
+    same order (so the same numbers, bit for bit), written into ``logits``,
+    ``scratch`` and ``scratch2`` (all (S, N, D), overwritten) instead of a
+    temporary each. ``zeros`` is an array of zeros of their shape:
+    NumPy's ``maximum`` runs 2.5 times faster against one than against the
+    scalar 0 (docs/performance.md). Returns (S, N).
+    """
+    xp = get_array_module(logits)
+    xp.abs(logits, out=scratch)  # softplus(l) = max(l, 0) + log(1 + e^{-|l|})  (eq. softplus-fwd)
+    xp.negative(scratch, out=scratch)
+    xp.exp(scratch, out=scratch)
+    log1p_unit(scratch, out=scratch)
+    xp.multiply(x, logits, out=scratch2)  # x l, before the logits are overwritten
+    xp.maximum(logits, zeros, out=logits)
+    logits += scratch  # softplus(l)
+    logits -= scratch2  # softplus(l) - x l
+    return -logits.sum(axis=-1)
+
+
+def _log_px_given_z(model, x, z, c, rows: _Rows):
+    """``model._log_px_given_z`` with the decoder's arrays in ``rows``' buffers: (S, N)."""
+    xp = get_array_module(z)
+    S, N, K = z.shape
+    dec_in, dec, scratch = rows.views(S, N)
+    dec_in.reshape(S, N, -1)[:, :, :K] = z
+    if c is not None:
+        dec_in.reshape(S, N, -1)[:, :, K:] = c  # [z, c] for every sample (eq. cvae)
+    h, last = dec_in, len(dec) - 1
+    for layer, ((W, b), out) in enumerate(zip(model._weights("decoder"), dec)):
+        xp.matmul(h, W, out=out)  # a_l = h_{l-1} W_l + b_l (eq. affine-fwd);  h_l = phi(a_l)
+        out += b
+        if layer == last:
+            h = out
+        elif model.config.activation == "relu":  # in place, against an array of zeros
+            h = xp.maximum(out, rows.zeros_like(out), out=out)
+        else:
+            h, _ = model.activation.forward(out)  # the reference activation (a temporary)
+    out = h.reshape(S, N, -1)
+    if model.config.likelihood == "bernoulli":
+        return bernoulli_log_px(out, x, *(a.reshape(S, N, -1) for a in scratch), rows.zeros_like(out))
+    nll, _ = model.likelihood.nll_forward(out, x, model._likelihood_params())
+    return -nll
+
+
+def log_standard_normal(z):
+    r""":math:`\log \mathcal N(z; 0, I)` summed over the last axis: :func:`log_normal` at :math:`\mu = 0`,
+    :math:`\log\sigma^2 = 0`, the same numbers without the passes that add 0 and multiply by 1."""
+    return -0.5 * (LOG_2PI + z * z).sum(axis=-1)
 
 
 def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int = 256):
@@ -68,23 +163,39 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     width = max(model.likelihood.n_outputs(model.config.data_dim), K, *model.config.hidden,
                 *model.config.decoder_widths)
     result = xp.empty(N, dtype=model.dtype)
+    n_max = min(N, batch_size)
+    chunk = max(1, min(k, CHUNK_ELEMENTS[device_of(model.params.data)] // (n_max * width)))  # samples a pass
+    draw = chunk * max(1, CHUNK_ELEMENTS[device_of(model.params.data)] // (chunk * n_max * K))  # samples a draw
+    buffers = []
     for start in range(0, N, batch_size):
         xb = model._check_x(x[start:start + batch_size])  # cast and moved to the model's device, one batch
         cb = None if c is None else c[start:start + batch_size]
         n = xb.shape[0]
         mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
-        chunk = max(1, min(k, CHUNK_ELEMENTS[device_of(xb)] // (n * width)))
+        blocks = row_blocks(n) if xp is np else [slice(0, n)]  # the examples split over the CPU's cores
+        rows_needed = max(block.stop - block.start for block in blocks)
+        if len(buffers) < len(blocks) or buffers[0].rows < rows_needed:
+            buffers = [_Rows(model, chunk, rows_needed, xp) for _ in blocks]
         running_max = xp.full(n, -xp.inf, dtype=model.dtype)
         running_sum = xp.zeros(n, dtype=model.dtype)  # sum_i exp(log_w_i - running_max)
-        for done in range(0, k, chunk):
-            s = min(chunk, k - done)
-            noise = rng.standard_normal((s, n, K), dtype=model.dtype)
-            z, _ = reparameterize_forward(mu, log_var, noise)  # z_i ~ q(z|x), (s, n, K)
-            log_w = (model._log_px_given_z(xb, z, cb)  # log p(x|z_i)
-                     + log_normal(z, 0.0, xp.zeros_like(z))  # + log p(z_i)
-                     - log_normal(z, mu, log_var))  # - log q(z_i|x)
-            new_max = xp.maximum(running_max, log_w.max(axis=0))
-            running_sum = running_sum * xp.exp(running_max - new_max) + xp.exp(log_w - new_max).sum(axis=0)
-            running_max = new_max
+        for done in range(0, k, draw):
+            # the draws of several passes at once (one hand-over to the threads each); the same stream of
+            # numbers as one draw per pass, or per sample: the samples are the leading axis
+            noise = rng.standard_normal((min(draw, k - done), n, K), dtype=model.dtype)
+
+            def accumulate(index):  # the running log-sum-exp of one block of examples, over the samples drawn
+                rows = blocks[index]
+                for first in range(0, noise.shape[0], chunk):
+                    eps = noise[first:first + chunk, rows]
+                    z, _ = reparameterize_forward(mu[rows], log_var[rows], eps)  # z_i ~ q(z|x), (s, n, K)
+                    log_w = (_log_px_given_z(model, xb[rows], z, None if cb is None else cb[rows], buffers[index])
+                             + log_standard_normal(z)  # log p(x|z_i) + log p(z_i)
+                             - log_normal(z, mu[rows], log_var[rows]))  # - log q(z_i|x)
+                    new_max = xp.maximum(running_max[rows], log_w.max(axis=0))
+                    running_sum[rows] = (running_sum[rows] * xp.exp(running_max[rows] - new_max)
+                                         + xp.exp(log_w - new_max).sum(axis=0))
+                    running_max[rows] = new_max
+
+            map_rows(accumulate, range(len(blocks)))
         result[start:start + n] = running_max + xp.log(running_sum) - math.log(k)  # log (1/k) sum_i w_i
     return result

@@ -331,8 +331,9 @@ def test_a_scoring_pass_takes_few_chunks_on_the_gpu(stand_in):
     stand_in.LAUNCHES.clear()
     model.log_likelihood(x, k=100)
     per_chunk = BLOCK_ELEMENTS["scoring"]["cuda"] // (256 * BENCH_D)  # samples a chunk holds: 83
-    assert stand_in.LAUNCHES["standard_normal"] == -(-100 // per_chunk) == 2  # one draw per chunk
-    assert BLOCK_ELEMENTS["scoring"]["cpu"] // (256 * BENCH_D) == 1  # the CPU's chunks: one sample each
+    assert stand_in.LAUNCHES["standard_normal"] == 1  # the noise of both chunks in one draw
+    assert stand_in.LAUNCHES["matmul"] == 2 + 2 * -(-100 // per_chunk) == 6  # the encoder's 2, the decoder's 2 a chunk
+    assert BLOCK_ELEMENTS["scoring"]["cpu"] // (256 * BENCH_D) == 5  # the CPU's chunks: five samples each
 
 
 def _float32_step_twins(trainer_of, steps=3):

@@ -121,3 +121,88 @@ def test_k_must_be_positive(k):
     model = linear_gaussian_model()
     with pytest.raises(ValueError, match="k:"):
         model.log_likelihood(np.zeros((2, 4)), k=k)
+
+
+# --------------------------------------------------------------------------- the fast path: same numbers, bit for bit
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from minivae import cores  # noqa: E402
+from minivae.layers import ACTIVATIONS  # noqa: E402
+from minivae.likelihoods import LIKELIHOODS, bernoulli_nll_forward  # noqa: E402
+
+
+def _scored_on(monkeypatch, threads, model, x, **kwargs):
+    monkeypatch.setattr(scoring, "row_blocks", lambda n: cores.row_blocks(n, threads))
+    return model.log_likelihood(x, rng=np.random.default_rng(5), **kwargs)
+
+
+def assert_same_up_to_blas_rounding(got, expected):
+    """Equal but for the BLAS's rounding of a product, which may depend on its number of rows (cores.py)."""
+    rtol = 1e-5 if got.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_examples_split_over_threads_give_the_same_estimate(monkeypatch, likelihood, dtype):
+    model = VAE(12, 3, (16,), likelihood=likelihood, dtype=dtype, seed=1)
+    x = np.random.default_rng(2).random((300, 12))  # a batch of 256 (two or three blocks), then one of 44 (one)
+    one = _scored_on(monkeypatch, 1, model, x, k=23)
+    for threads in (2, 3):
+        assert_same_up_to_blas_rounding(_scored_on(monkeypatch, threads, model, x, k=23), one)
+    monkeypatch.setattr(scoring, "CHUNK_ELEMENTS", {"cpu": 256 * 16 * 2})  # two samples a pass, five a draw
+    assert_same_up_to_blas_rounding(_scored_on(monkeypatch, 2, model, x, k=23), one)
+
+
+def test_a_conditional_model_split_over_threads_gives_the_same_estimate(monkeypatch):
+    model = VAE(6, 2, (8, 5), activation="tanh", likelihood="bernoulli", condition_dim=3, seed=3)
+    x = np.random.default_rng(4).random((200, 6))
+    c = np.eye(3)[np.arange(200) % 3]
+    one = _scored_on(monkeypatch, 1, model, x, k=9, c=c)
+    assert_same_up_to_blas_rounding(_scored_on(monkeypatch, 2, model, x, k=9, c=c), one)
+
+
+def test_buffers_grow_when_a_later_batch_has_a_larger_block(monkeypatch):
+    # batches of 150 rows split in two blocks of 75, then a batch of 127 rows in one block of 127
+    model = VAE(10, 2, (7,), likelihood="bernoulli", seed=6)
+    x = np.random.default_rng(7).random((277, 10))
+    one = _scored_on(monkeypatch, 1, model, x, k=11, batch_size=150)
+    assert_same_up_to_blas_rounding(_scored_on(monkeypatch, 2, model, x, k=11, batch_size=150), one)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 9)), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([0.1, 3.0, 40.0]), dtype=st.sampled_from([np.float32, np.float64]),
+       binary=st.booleans())
+def test_bernoulli_log_px_in_place_is_the_reference_bit_for_bit(shape, seed, scale, dtype, binary):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal(shape) * scale).astype(dtype)
+    x = rng.random(shape[1:]).astype(dtype)
+    x = np.round(x) if binary else x
+    expected, _ = bernoulli_nll_forward(logits, x)
+    buffers = [np.empty_like(logits) for _ in range(2)]
+    got = scoring.bernoulli_log_px(logits.copy(), x, *buffers, np.zeros_like(logits))
+    assert got.dtype == dtype and np.array_equal(got, -expected)
+
+
+@given(activation=st.sampled_from(sorted(ACTIVATIONS)), likelihood=st.sampled_from(LIKELIHOODS),
+       hidden=st.lists(st.integers(1, 6), min_size=0, max_size=2), conditional=st.booleans(),
+       samples=st.integers(1, 3), n=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_the_decoder_in_buffers_gives_the_models_log_px_given_z_bit_for_bit(activation, likelihood, hidden,
+                                                                             conditional, samples, n, seed):
+    C = 2 if conditional else 0
+    model = VAE(5, 3, tuple(hidden), activation=activation, likelihood=likelihood, condition_dim=C, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = model._check_x(rng.random((n, 5)))
+    z = rng.standard_normal((samples, n, 3)).astype(model.dtype)
+    c = rng.random((n, C)) if conditional else None
+    rows = scoring._Rows(model, samples + 1, n, np)  # larger than needed: a chunk may be short
+    assert np.array_equal(scoring._log_px_given_z(model, x, z, c, rows), model._log_px_given_z(x, z, c))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_standard_normal_is_log_normal_at_zero_bit_for_bit(rng, dtype):
+    z = (rng.normal(size=(4, 7, 5)) * 3).astype(dtype)
+    assert np.array_equal(scoring.log_standard_normal(z), scoring.log_normal(z, 0.0, np.zeros_like(z)))
+    np.testing.assert_allclose(scoring.log_standard_normal(z.astype(np.float64)),
+                               norm.logpdf(z.astype(np.float64)).sum(axis=-1), rtol=1e-12)

@@ -1,0 +1,88 @@
+r"""Rows of one computation split over the CPU's cores, for the passes NumPy runs on one.
+
+NumPy runs every elementwise operation on one core; only its matrix products
+use more, through the BLAS library's own threads. Where most of a computation
+is elementwise work on independent rows (the Bernoulli log-likelihood of
+every importance sample, :mod:`minivae.scoring`), :func:`map_rows` gives each
+of ``T`` Python threads its own block of rows, matrix products included, with
+the BLAS held to one thread meanwhile. NumPy releases the interpreter lock
+inside its loops, so the threads run at once; the BLAS would otherwise keep a
+thread spinning on the second core after each product, and a Python thread
+started beside it gains nothing (docs/performance.md).
+
+The split changes no formula: every row goes through the same operations
+whichever thread runs it. The elementwise passes give the same numbers bit
+for bit; a matrix product may not, since the BLAS can round a row differently
+for a different number of rows or threads (on the development machine float32
+products came out identical and float64 ones differed in the last bit), as it
+may between two thread counts without any split (``tests/test_cores.py``).
+``T`` is the number of threads the BLAS would use, at most one per
+:data:`MIN_ROWS` rows; without ``threadpoolctl``, or where it finds no BLAS it
+can hold, everything runs on the calling thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+#: Fewest rows a thread is given: below this a block's matrix products are too small to run at full speed.
+MIN_ROWS = 64
+
+_lock = threading.Lock()
+_state = {"controller": None, "pool": None, "pid": None, "threads": None}
+
+
+def _controller():
+    """threadpoolctl's controller of the BLAS NumPy loaded, and its thread count; ``(None, 1)`` without one."""
+    with _lock:
+        if _state["threads"] is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                _state["threads"] = 1
+            else:
+                controller = ThreadpoolController().select(user_api="blas")
+                threads = min((lib.num_threads for lib in controller.lib_controllers), default=1)
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+                _state["controller"], _state["threads"] = controller, max(1, min(threads, cores))
+        return _state["controller"], _state["threads"]
+
+
+def cpu_threads() -> int:
+    """The threads :func:`map_rows` may use: the BLAS's own thread count (1 without ``threadpoolctl``)."""
+    return _controller()[1]
+
+
+def row_blocks(n: int, threads: int | None = None) -> list[slice]:
+    """``n`` rows as at most ``threads`` contiguous blocks of at least :data:`MIN_ROWS` rows (one if ``n`` is small)."""
+    threads = cpu_threads() if threads is None else threads
+    count = max(1, min(threads, n // MIN_ROWS))
+    bounds = [round(i * n / count) for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def map_rows(fn, blocks: list[slice]) -> list:
+    """``[fn(block) for block in blocks]``, one block per thread with the BLAS on one thread each.
+
+    The calling thread runs the first block. An exception in any block is
+    raised here after every block has ended (no thread is left writing).
+    """
+    controller, _ = _controller()
+    if len(blocks) == 1 or controller is None:
+        return [fn(block) for block in blocks]
+    with _lock:
+        # a new pool after a fork too: the child inherits the pool but not its threads
+        if _state["pool"] is None or _state["pool"]._max_workers < len(blocks) - 1 or _state["pid"] != os.getpid():
+            _state["pool"] = ThreadPoolExecutor(max_workers=len(blocks) - 1, thread_name_prefix="minivae-rows")
+            _state["pid"] = os.getpid()
+        pool = _state["pool"]
+    with controller.limit(limits=1):
+        futures = [pool.submit(fn, block) for block in blocks[1:]]
+        try:
+            first = fn(blocks[0])
+        finally:
+            for future in futures:  # wait for every block, even when the first one failed
+                future.exception()
+    return [first, *(future.result() for future in futures)]  # result() re-raises a block's exception

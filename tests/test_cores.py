@@ -1,0 +1,108 @@
+"""Rows split over the CPU's cores (minivae.cores): the blocks, the threads, the BLAS held to one thread."""
+
+import multiprocessing
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from minivae import cores
+
+
+@given(n=st.integers(1, 2000), threads=st.integers(1, 16))
+def test_row_blocks_cover_every_row_once_in_order(n, threads):
+    blocks = cores.row_blocks(n, threads)
+    assert blocks[0].start == 0 and blocks[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(blocks[:-1], blocks[1:]))
+    assert len(blocks) == max(1, min(threads, n // cores.MIN_ROWS))
+    if len(blocks) > 1:
+        assert min(b.stop - b.start for b in blocks) >= cores.MIN_ROWS
+        assert max(b.stop - b.start for b in blocks) - min(b.stop - b.start for b in blocks) <= 1
+
+
+def test_map_rows_returns_the_blocks_results_in_order_from_distinct_threads():
+    if cores._controller()[0] is None:
+        pytest.skip("threadpoolctl is not installed: every block runs on the calling thread")
+    blocks = cores.row_blocks(300, 3)
+    seen = []
+    barrier = threading.Barrier(len(blocks), timeout=10)  # every block must be running at once to pass it
+
+    def fn(rows):
+        seen.append(threading.get_ident())
+        barrier.wait()
+        return rows.start
+
+    assert cores.map_rows(fn, blocks) == [b.start for b in blocks]
+    assert len(set(seen)) == len(blocks) and threading.get_ident() in seen
+
+
+def test_map_rows_holds_the_blas_to_one_thread_and_gives_it_back():
+    controller, _ = cores._controller()
+    if controller is None or not controller.lib_controllers:
+        pytest.skip("no BLAS that threadpoolctl can hold")
+    before = [lib.num_threads for lib in controller.lib_controllers]
+    inside = cores.map_rows(lambda rows: [lib.num_threads for lib in controller.lib_controllers],
+                            cores.row_blocks(256, 2))
+    assert all(counts == [1] * len(before) for counts in inside)
+    assert [lib.num_threads for lib in controller.lib_controllers] == before
+
+
+def test_an_exception_in_a_block_is_raised_after_every_block_has_ended():
+    finished = []
+
+    def fn(rows):
+        if rows.start > 0:
+            raise ValueError(f"block at {rows.start}")
+        threading.Event().wait(0.05)
+        finished.append(rows.start)
+        return rows.start
+
+    with pytest.raises(ValueError, match="block at 128"):
+        cores.map_rows(fn, cores.row_blocks(256, 2))
+    assert finished == [0]
+
+    def first_fails(rows):
+        if rows.start == 0:
+            raise KeyError("first")
+        threading.Event().wait(0.05)
+        finished.append(rows.start)
+
+    finished.clear()
+    with pytest.raises(KeyError, match="first"):
+        cores.map_rows(first_fails, cores.row_blocks(256, 2))
+    assert finished == ([128] if cores._controller()[0] is not None else [])
+
+
+def test_without_threadpoolctl_everything_runs_on_the_calling_thread(monkeypatch):
+    monkeypatch.setitem(cores._state, "controller", None)
+    monkeypatch.setitem(cores._state, "threads", 1)
+    assert cores.cpu_threads() == 1 and cores.row_blocks(10_000) == [slice(0, 10_000)]
+    idents = cores.map_rows(lambda rows: threading.get_ident(), [slice(0, 100), slice(100, 200)])
+    assert idents == [threading.get_ident()] * 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_of_one_product_give_the_rows_of_the_whole_product_up_to_the_blas_rounding(dtype):
+    # the BLAS may round a row differently for another number of rows or threads (float64 on some CPUs)
+    rng = np.random.default_rng(0)
+    a, w = rng.standard_normal((300, 400)).astype(dtype), rng.standard_normal((400, 784)).astype(dtype)
+    whole = a @ w
+    parts = cores.map_rows(lambda rows: a[rows] @ w, cores.row_blocks(300, 2))
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=80 * np.finfo(dtype).eps * 20)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_gets_threads_of_its_own():
+    if cores._controller()[0] is None:
+        pytest.skip("threadpoolctl is not installed: every block runs on the calling thread")
+    blocks = cores.row_blocks(256, 2)
+    cores.map_rows(lambda rows: rows.start, blocks)  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_split_in_a_child).get(timeout=60) == [0, 128]
+
+
+def _split_in_a_child():
+    return cores.map_rows(lambda rows: rows.start, cores.row_blocks(256, 2))
