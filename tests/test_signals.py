@@ -61,8 +61,11 @@ def test_a_signal_during_train_exits_with_one_line_and_a_loadable_checkpoint(tmp
 
 
 def test_sigint_during_score_exits_130_with_one_line(tmp_path):
+    # 2000 points: a test split of 200 examples, which scoring splits over two threads where the BLAS has two
     out = tmp_path / "run"
-    process = start([*ENDLESS[:-5], "--epochs", "1", "--k", "2", "--no-progress", "--out", str(out)], tmp_path)
+    argv = [*ENDLESS[:-5], "--epochs", "1", "--k", "2", "--no-progress", "--out", str(out)]
+    argv[argv.index("--ring-points") + 1] = "2000"
+    process = start(argv, tmp_path)
     assert process.wait(timeout=120) == 0, process.communicate()
     process = start(["score", "--checkpoint", str(out / "model.npz"), "--k", "100000000"], tmp_path)
     line = process.stdout.readline()  # "scoring the test split of ...": the scoring has begun
