@@ -342,6 +342,9 @@ def worker(conn, threads, machine_blas=False):
                                     for i in threadpool_info()]
                 except ImportError:
                     info["blas"] = "threadpoolctl not installed"
+                from minivae.cores import cpu_threads  # after the BLAS list: minivae loads SciPy and its BLAS
+
+                info["scoring_threads"] = cpu_threads()
                 try:
                     import torch
 
@@ -476,6 +479,8 @@ def main(argv=None):
         print(f"OpenBLAS kernel variables in the NumPy workers: {forced or 'none'} "
               f"({'kept from this machine, --machine-blas' if args.machine_blas else 'removed, as on a user machine'})")
         print(f"CPU vector extensions (NumPy): {info['cpu']}")
+        print(f"minivae's scoring splits each batch over {info['scoring_threads']} thread(s), "
+              f"the BLAS on one thread each (minivae.cores)")
         if have_torch:
             print(f"PyTorch: {pool.ask('torch-eager', 'info', None, ())['torch']}")
         else:

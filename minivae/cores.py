@@ -1,11 +1,11 @@
 r"""Rows of one computation split over the CPU's cores, for the passes NumPy runs on one.
 
 NumPy runs every elementwise operation on one core; only its matrix products
-use more, through the BLAS library's own threads. Where most of a computation
-is elementwise work on independent rows (the Bernoulli log-likelihood of
-every importance sample, :mod:`minivae.scoring`), :func:`map_rows` gives each
-of ``T`` Python threads its own block of rows, matrix products included, with
-the BLAS held to one thread meanwhile. NumPy releases the interpreter lock
+use more, through the BLAS library's own threads. Where a computation is made
+of independent rows (the importance samples of :mod:`minivae.scoring`: the
+decoder's products, then the log-likelihood of every logit), :func:`map_rows`
+gives each of ``T`` Python threads its own block of rows, products and
+elementwise work alike, with the BLAS held to one thread meanwhile. NumPy releases the interpreter lock
 inside its loops, so the threads run at once; the BLAS would otherwise keep a
 thread spinning on the second core after each product, and a Python thread
 started beside it gains nothing (docs/performance.md).
@@ -13,10 +13,12 @@ started beside it gains nothing (docs/performance.md).
 The split changes no formula: every row goes through the same operations
 whichever thread runs it. The elementwise passes give the same numbers bit
 for bit; a matrix product may not, since the BLAS can round a row differently
-for a different number of rows or threads (on the development machine float32
-products came out identical and float64 ones differed in the last bit), as it
+for a different number of rows or threads (OpenBLAS on a Zen 4 CPU gave
+identical float32 rows and float64 ones that differed in the last bit), as it
 may between two thread counts without any split (``tests/test_cores.py``).
-``T`` is the number of threads the BLAS would use, at most one per
+``T`` is the number of threads the BLAS would use at that moment (so
+``OPENBLAS_NUM_THREADS=1`` or ``threadpoolctl.threadpool_limits(1)`` keeps
+scoring on one thread), at most one per
 :data:`MIN_ROWS` rows; without ``threadpoolctl``, or where it finds no BLAS it
 can hold, everything runs on the calling thread.
 """
@@ -31,28 +33,31 @@ from concurrent.futures import ThreadPoolExecutor
 MIN_ROWS = 64
 
 _lock = threading.Lock()
-_state = {"controller": None, "pool": None, "pid": None, "threads": None}
+_state = {"controller": None, "pool": None, "pid": None}
 
 
 def _controller():
-    """threadpoolctl's controller of the BLAS NumPy loaded, and its thread count; ``(None, 1)`` without one."""
+    """threadpoolctl's controller of the loaded BLAS libraries, made once; ``None`` without threadpoolctl."""
     with _lock:
-        if _state["threads"] is None:
+        if _state["controller"] is None:
             try:
                 from threadpoolctl import ThreadpoolController
             except ImportError:
-                _state["threads"] = 1
+                _state["controller"] = False
             else:
-                controller = ThreadpoolController().select(user_api="blas")
-                threads = min((lib.num_threads for lib in controller.lib_controllers), default=1)
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-                _state["controller"], _state["threads"] = controller, max(1, min(threads, cores))
-        return _state["controller"], _state["threads"]
+                _state["controller"] = ThreadpoolController().select(user_api="blas")
+        return _state["controller"] or None
 
 
 def cpu_threads() -> int:
-    """The threads :func:`map_rows` may use: the BLAS's own thread count (1 without ``threadpoolctl``)."""
-    return _controller()[1]
+    """The threads :func:`map_rows` may use now: the BLAS's own thread count at this moment (so
+    ``OPENBLAS_NUM_THREADS`` or ``threadpoolctl.threadpool_limits`` set it), at most the cores this process may
+    run on; 1 without ``threadpoolctl`` or a BLAS it can hold."""
+    controller = _controller()
+    if controller is None or not controller.lib_controllers:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(min(lib.num_threads for lib in controller.lib_controllers), cores))
 
 
 def row_blocks(n: int, threads: int | None = None) -> list[slice]:
@@ -69,7 +74,7 @@ def map_rows(fn, blocks: list[slice]) -> list:
     The calling thread runs the first block. An exception in any block is
     raised here after every block has ended (no thread is left writing).
     """
-    controller, _ = _controller()
+    controller = _controller()
     if len(blocks) == 1 or controller is None:
         return [fn(block) for block in blocks]
     with _lock:

@@ -145,9 +145,10 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     rng : random generator, default the model's own.
     batch_size : int
         Examples scored at a time; samples are further chunked so that no
-        temporary exceeds :data:`CHUNK_ELEMENTS` elements (per device). ``x`` is
-        checked, cast and moved batch by batch, so a large N never makes an
-        (N, D) temporary.
+        decoder buffer exceeds :data:`CHUNK_ELEMENTS` elements (per device).
+        ``x`` is checked, cast and moved batch by batch, so a large N never
+        makes an (N, D) temporary. On the CPU a batch's examples are split over
+        as many threads as the BLAS uses (:mod:`minivae.cores`).
 
     Returns
     -------

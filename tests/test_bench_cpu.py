@@ -56,6 +56,9 @@ def test_the_workers_run_without_the_forced_blas_kernel_and_say_so(quick_run):
     assert "OpenBLAS kernel variables in the NumPy workers: none (removed, as on a user machine)" in quick_run
     assert "NumPy BLAS: [('openblas'" in quick_run, quick_run  # the kernel the workers got is printed
     assert "CPU vector extensions (NumPy): " in quick_run
+    # the workers run 2 BLAS threads: scoring splits its batches over both, if this machine has two cores
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert f"scoring splits each batch over {min(2, cpus)} thread(s)" in quick_run, quick_run
 
 
 def test_worker_environment_drops_only_the_forced_blas_variables():

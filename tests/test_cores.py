@@ -23,7 +23,7 @@ def test_row_blocks_cover_every_row_once_in_order(n, threads):
 
 
 def test_map_rows_returns_the_blocks_results_in_order_from_distinct_threads():
-    if cores._controller()[0] is None:
+    if cores._controller() is None:
         pytest.skip("threadpoolctl is not installed: every block runs on the calling thread")
     blocks = cores.row_blocks(300, 3)
     seen = []
@@ -39,7 +39,7 @@ def test_map_rows_returns_the_blocks_results_in_order_from_distinct_threads():
 
 
 def test_map_rows_holds_the_blas_to_one_thread_and_gives_it_back():
-    controller, _ = cores._controller()
+    controller = cores._controller()
     if controller is None or not controller.lib_controllers:
         pytest.skip("no BLAS that threadpoolctl can hold")
     before = [lib.num_threads for lib in controller.lib_controllers]
@@ -47,6 +47,19 @@ def test_map_rows_holds_the_blas_to_one_thread_and_gives_it_back():
                             cores.row_blocks(256, 2))
     assert all(counts == [1] * len(before) for counts in inside)
     assert [lib.num_threads for lib in controller.lib_controllers] == before
+
+
+def test_the_threads_follow_the_blas_thread_count_of_the_moment():
+    controller = cores._controller()
+    if controller is None or not controller.lib_controllers:
+        pytest.skip("no BLAS that threadpoolctl can hold")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert cores.cpu_threads() == 1 and len(cores.row_blocks(1000)) == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        assert cores.cpu_threads() == min(2, cpus)
 
 
 def test_an_exception_in_a_block_is_raised_after_every_block_has_ended():
@@ -72,12 +85,11 @@ def test_an_exception_in_a_block_is_raised_after_every_block_has_ended():
     finished.clear()
     with pytest.raises(KeyError, match="first"):
         cores.map_rows(first_fails, cores.row_blocks(256, 2))
-    assert finished == ([128] if cores._controller()[0] is not None else [])
+    assert finished == ([128] if cores._controller() is not None else [])
 
 
 def test_without_threadpoolctl_everything_runs_on_the_calling_thread(monkeypatch):
-    monkeypatch.setitem(cores._state, "controller", None)
-    monkeypatch.setitem(cores._state, "threads", 1)
+    monkeypatch.setitem(cores._state, "controller", False)  # as _controller() records a failed import
     assert cores.cpu_threads() == 1 and cores.row_blocks(10_000) == [slice(0, 10_000)]
     idents = cores.map_rows(lambda rows: threading.get_ident(), [slice(0, 100), slice(100, 200)])
     assert idents == [threading.get_ident()] * 2
@@ -95,7 +107,7 @@ def test_blocks_of_one_product_give_the_rows_of_the_whole_product_up_to_the_blas
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_gets_threads_of_its_own():
-    if cores._controller()[0] is None:
+    if cores._controller() is None:
         pytest.skip("threadpoolctl is not installed: every block runs on the calling thread")
     blocks = cores.row_blocks(256, 2)
     cores.map_rows(lambda rows: rows.start, blocks)  # the parent's pool exists
