@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 MIN_ROWS = 64
 
 _lock = threading.Lock()
-_state = {"controller": None, "pool": None, "pid": None}
+_state = {"controller": None, "pool": None, "workers": 0, "pid": None}
 
 
 def _controller():
@@ -79,9 +79,9 @@ def map_rows(fn, blocks: list[slice]) -> list:
         return [fn(block) for block in blocks]
     with _lock:
         # a new pool after a fork too: the child inherits the pool but not its threads
-        if _state["pool"] is None or _state["pool"]._max_workers < len(blocks) - 1 or _state["pid"] != os.getpid():
+        if _state["pool"] is None or _state["workers"] < len(blocks) - 1 or _state["pid"] != os.getpid():
             _state["pool"] = ThreadPoolExecutor(max_workers=len(blocks) - 1, thread_name_prefix="minivae-rows")
-            _state["pid"] = os.getpid()
+            _state["workers"], _state["pid"] = len(blocks) - 1, os.getpid()
         pool = _state["pool"]
     with controller.limit(limits=1):
         futures = [pool.submit(fn, block) for block in blocks[1:]]
