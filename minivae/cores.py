@@ -60,22 +60,25 @@ def cpu_threads() -> int:
     return max(1, min(min(lib.num_threads for lib in controller.lib_controllers), cores))
 
 
-def row_blocks(n: int, threads: int | None = None) -> list[slice]:
-    """``n`` rows as at most ``threads`` contiguous blocks of at least :data:`MIN_ROWS` rows (one if ``n`` is small)."""
+def row_blocks(n: int, threads: int | None = None, min_rows: int = MIN_ROWS) -> list[slice]:
+    """``n`` rows as at most ``threads`` contiguous blocks of at least ``min_rows`` rows (one if ``n`` is small)."""
     threads = cpu_threads() if threads is None else threads
-    count = max(1, min(threads, n // MIN_ROWS))
+    count = max(1, min(threads, n // min_rows))
     bounds = [round(i * n / count) for i in range(count + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def map_rows(fn, blocks: list[slice]) -> list:
+def map_rows(fn, blocks, threads: int | None = None) -> list:
     """``[fn(block) for block in blocks]``, one block per thread with the BLAS on one thread each.
 
     The calling thread runs the first block. An exception in any block is
     raised here after every block has ended (no thread is left writing).
+    With ``threads`` fewer than the blocks (the BLAS held to fewer threads
+    since the blocks were cut), every block runs on the calling thread, one
+    after another: the same results, since no block depends on where it runs.
     """
     controller = _controller()
-    if len(blocks) == 1 or controller is None:
+    if len(blocks) == 1 or controller is None or (threads is not None and threads < len(blocks)):
         return [fn(block) for block in blocks]
     with _lock:
         # a new pool after a fork too: the child inherits the pool but not its threads

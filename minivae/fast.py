@@ -18,15 +18,28 @@ equal for every configuration. Nothing here is new maths; four things differ:
 4. **The loss only when asked.** The gradient does not need the value of the
    negative ELBO, whose softplus costs as much as the gradient itself; the
    trainer asks for it every few steps, for the progress bar and the history.
+5. **A large batch on every core.** NumPy's elementwise passes run on one
+   core; on the CPU a batch of at least :data:`STEP_MIN_ROWS` examples per
+   thread is cut into blocks of examples, each run forward and backward in a
+   thread of its own with the BLAS on one thread, and the blocks' weight
+   gradients are added. That is the same gradient: the loss is a mean over
+   examples, so its gradient is the sum of the blocks' (docs/performance.md,
+   *The step on both cores*).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from .cores import cpu_threads, map_rows, row_blocks
 from .kl import kl_per_dim
-from .ops import get_ops
+from .ops import PlainOps, get_ops
 from .reparam import clamp_log_var_forward, split_head
+
+#: Fewest examples each thread takes when a CPU step is split over the cores (:meth:`FastStep.workspace`). Below
+#: about 256 rows a thread, the products of half a batch on one BLAS thread each lose what halving the
+#: elementwise passes gains (docs/performance.md, *The step on both cores*).
+STEP_MIN_ROWS = 256
 
 
 class StepTerms(NamedTuple):
@@ -42,16 +55,28 @@ class StepTerms(NamedTuple):
 class Workspace:
     """Every array one training step of batch size ``n`` needs, allocated once."""
 
-    def __init__(self, model, n: int):
+    def __init__(self, model, n: int, blocks: int = 1, *, enc_in=None, noise=None):
         cfg, xp, dtype = model.config, model.params.xp, model.dtype
         S, K, C, D = cfg.n_samples, cfg.latent_dim, cfg.condition_dim, cfg.data_dim
         sizes = model._layer_sizes()
         self.n = n
-        self.enc_in = xp.empty((n, D + C), dtype=dtype)  # [x, c]: the trainer gathers into it
-        self.x = self.enc_in[:, :D]
+        self.enc_in = xp.empty((n, D + C), dtype=dtype) if enc_in is None else enc_in  # [x, c]: the trainer
+        self.x = self.enc_in[:, :D]  # gathers into it
+        self.noise = xp.empty((S, n, K), dtype=dtype) if noise is None else noise
+        #: A split batch (``blocks`` > 1): one workspace per block of examples, its input and noise views of
+        #: this one's, its gradients (past the first block's) in a flat buffer of its own; this one keeps no more.
+        self.blocks = None
+        rows_of_blocks = row_blocks(n, blocks, STEP_MIN_ROWS)
+        if len(rows_of_blocks) > 1:
+            self.blocks = [Workspace(model, rows.stop - rows.start, enc_in=self.enc_in[rows],
+                                     noise=self.noise[:, rows]) for rows in rows_of_blocks]
+            for block in self.blocks[1:]:
+                block.grad = xp.empty_like(model.params.grad)
+                block.grads = model.params._views(block.grad)
+                block.ops = PlainOps()  # its own scratch arrays
+            return
         self.enc = [xp.empty((n, width), dtype=dtype) for width in sizes["encoder"][1:]]
         self.denc = [xp.empty_like(a) for a in self.enc]
-        self.noise = xp.empty((S, n, K), dtype=dtype)
         self.dec_in = xp.empty((S * n, K + C), dtype=dtype)  # [z, c] for every sample
         self.z = self.dec_in.reshape(S, n, K + C)[:, :, :K]  # z_s, (S, N, K), a view of the decoder input
         self.ddec_in = xp.empty_like(self.dec_in)
@@ -81,25 +106,33 @@ class FastStep:
         self.terms = None  # StepTerms of the last step that computed the loss
 
     def workspace(self, n: int) -> Workspace:
+        """The buffers of a step on ``n`` examples, made on first use.
+
+        On the CPU, a batch with at least :data:`STEP_MIN_ROWS` examples per
+        thread is split, once and for all, into as many blocks as the BLAS
+        had threads when the workspace was made (:func:`minivae.cores.row_blocks`).
+        """
         if n not in self._workspaces:
-            self._workspaces[n] = Workspace(self.model, n)
+            blocks = cpu_threads() if self.model.device == "cpu" and self.ops.name == "plain" else 1
+            self._workspaces[n] = Workspace(self.model, n, blocks)
         return self._workspaces[n]
 
-    def _mlp_forward(self, h, net: str, outs: list):
+    def _mlp_forward(self, h, net: str, outs: list, ops):
         act, xp = self.model.config.activation, self.model.params.xp
         last = len(outs) - 1
         for layer, ((W, b), a) in enumerate(zip(self.weights[net], outs)):
             xp.matmul(h, W, out=a)  # a_l = h_{l-1} W_l + b_l;  h_l = phi(a_l), over a_l
-            h = self.ops.bias_act(a, b, act if layer < last else "identity")
+            h = ops.bias_act(a, b, act if layer < last else "identity")
         return outs[-1]
 
-    def _mlp_backward(self, ws: Workspace, net_input, net: str, outs: list, douts: list, dinput=None):
-        r"""Walk the layers back; weight gradients go straight into the flat gradient buffer.
+    def _mlp_backward(self, ws: Workspace, net_input, net: str, grads: dict, ops, dinput=None):
+        r"""Walk the layers back; weight gradients go straight into ``grads``, views of a flat gradient buffer.
 
         The bias gradient :math:`\sum_n \bar a_n` is the product :math:`1^\top \bar a`: BLAS runs it on every
         core, where ``da.sum(axis=0)`` runs on one.
         """
-        act, grads, xp = self.model.config.activation, self.model.params.grads, self.model.params.xp
+        act, xp = self.model.config.activation, self.model.params.xp
+        outs, douts = (ws.enc, ws.denc) if net == "encoder" else (ws.dec, ws.ddec)
         da = douts[-1]
         ones = ws.ones[da.shape[0]]
         for layer in range(len(outs) - 1, -1, -1):
@@ -110,27 +143,28 @@ class FastStep:
             if layer > 0:
                 dh = douts[layer - 1]
                 xp.matmul(da, W.T, out=dh)  # dh = da W^T
-                da = self.ops.act_backward(dh, outs[layer - 1], act)  # da = dh * phi'(a)
+                da = ops.act_backward(dh, outs[layer - 1], act)  # da = dh * phi'(a)
             elif dinput is not None:
                 xp.matmul(da, W.T, out=dinput)
 
-    def _likelihood_grad(self, ws: Workspace, dec_out, need_loss: bool):
-        """The decoder output's gradient into ``ws.ddec[-1]``, the likelihood's own into the gradient buffer."""
+    def _likelihood_grad(self, ws: Workspace, dec_out, need_loss: bool, N: int, grads: dict, ops):
+        """The decoder output's gradient into ``ws.ddec[-1]``, the likelihood's own into ``grads``; ``N`` is the
+        batch's size (a block of it has ``ws.n`` examples)."""
         model, cfg = self.model, self.model.config
-        S, N, D = cfg.n_samples, ws.n, cfg.data_dim
+        S, D = cfg.n_samples, cfg.data_dim
         scale = 1.0 / (S * N)  # d(mean over samples and examples) / d(each nll)
-        ddec_out = ws.ddec[-1].reshape(S, N, -1)
+        ddec_out = ws.ddec[-1].reshape(S, ws.n, -1)
         if cfg.likelihood == "bernoulli":
-            return self.ops.bernoulli_grad(dec_out, ws.x, scale, ddec_out, need_loss)
+            return ops.bernoulli_grad(dec_out, ws.x, scale, ddec_out, need_loss)
         if cfg.likelihood == "gaussian_per_example":  # [mean, log_var] side by side (likelihoods.Gaussian)
             mean, log_var, dmean, dlog_var = dec_out[..., :D], dec_out[..., D:], ddec_out[..., :D], ddec_out[..., D:]
         else:
             mean, dmean, dlog_var = dec_out, ddec_out, ws.dlog_var
             log_var = ws.fixed_log_var if cfg.likelihood == "gaussian_fixed" else \
                 model.params["likelihood.log_var"].reshape(dlog_var.shape)
-        nll_sum = self.ops.gaussian_grad(mean, log_var, ws.x, scale, dmean, dlog_var, need_loss)
+        nll_sum = ops.gaussian_grad(mean, log_var, ws.x, scale, dmean, dlog_var, need_loss)
         if cfg.likelihood in ("gaussian_shared", "gaussian_per_dim"):
-            model.params.grads["likelihood.log_var"][...] = dlog_var.reshape(model.params.shapes["likelihood.log_var"])
+            grads["likelihood.log_var"][...] = dlog_var.reshape(model.params.shapes["likelihood.log_var"])
         return nll_sum
 
     def __call__(self, ws: Workspace, rng, beta: float = 1.0, need_loss: bool = False):
@@ -138,28 +172,59 @@ class FastStep:
 
         Returns the negative ELBO (a 0-d array) when ``need_loss``, else ``None``; then also sets
         ``self.terms`` (:class:`StepTerms`: the KL, the reconstruction term and the KL per latent dimension).
+
+        A split batch (:meth:`workspace`) runs :meth:`_rows` on each block of examples in a thread of its own
+        (:func:`minivae.cores.map_rows`, with the BLAS on one thread each), every block's weight gradients in a
+        buffer of its own; the gradient is their sum, since every term of the loss is a sum over examples.
+        The same formulas in the same order row by row: only the sums over the batch (weight and bias
+        gradients, the loss) add their terms in another order.
         """
         model, cfg = self.model, self.model.config
-        S, N, K = cfg.n_samples, ws.n, cfg.latent_dim
-
-        # ---- forward (model.forward, step by step)
-        enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc)
+        N = ws.n
         rng.standard_normal(out=ws.noise, dtype=model.dtype)  # the same draws as reparam.draw_noise
-        kl, head_cache = self.ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
-        if need_loss:  # the KL per latent dimension, for the history (collapse shows there first)
-            mu, log_var_raw = split_head(enc_out)
-            kl_dims = kl_per_dim(mu, clamp_log_var_forward(log_var_raw)[0]).mean(axis=0)
-        if cfg.condition_dim:
-            ws.dec_in.reshape(S, N, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
-        dec_out = self._mlp_forward(ws.dec_in, "decoder", ws.dec).reshape(S, N, -1)
-
-        # ---- backward (model.backward, step by step)
-        nll_sum = self._likelihood_grad(ws, dec_out, need_loss)
-        self._mlp_backward(ws, ws.dec_in, "decoder", ws.dec, ws.ddec, dinput=ws.ddec_in)
-        dz = ws.ddec_in.reshape(S, N, -1)[:, :, :K]
-        self.ops.head_backward(dz, beta / N, head_cache, ws.denc[-1])  # the KL is averaged over the N examples
-        self._mlp_backward(ws, ws.enc_in, "encoder", ws.enc, ws.denc)
+        if ws.blocks is None:
+            parts = [self._rows(ws, N, beta, need_loss, model.params.grads, self.ops)]
+        else:
+            def run(i):
+                block = ws.blocks[i]
+                return self._rows(block, N, beta, need_loss, *((model.params.grads, self.ops) if i == 0 else
+                                                               (block.grads, block.ops)))
+            parts = map_rows(run, range(len(ws.blocks)), threads=cpu_threads())
+            for block in ws.blocks[1:]:
+                model.params.grad += block.grad  # the sum over examples, block by block
         if not need_loss:
             return None
-        self.terms = StepTerms(kl.mean(), nll_sum * (1.0 / (S * N)), kl_dims)
+        if ws.blocks is None:
+            kl, nll_sum, kl_dims = parts[0]
+        else:  # a mean over the batch is the blocks' means weighted by their shares of it
+            shares = [block.n / N for block in ws.blocks]
+            kl, kl_dims = (sum(part[i] * share for part, share in zip(parts, shares)) for i in (0, 2))
+            nll_sum = sum(part[1] for part in parts)
+        self.terms = StepTerms(kl, nll_sum * (1.0 / (cfg.n_samples * N)), kl_dims)
         return beta * self.terms.kl + self.terms.nll  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}
+
+    def _rows(self, ws: Workspace, N: int, beta: float, need_loss: bool, grads: dict, ops):
+        """Forward and backward over the ``ws.n`` examples of ``ws`` (all of a batch of ``N``, or a block of
+        them), the noise already drawn; the weight gradients go into ``grads``. With ``need_loss``, returns the
+        mean over these examples of the KL, the sum of the reconstruction term's NLLs and the mean KL per latent
+        dimension."""
+        cfg = self.model.config
+        S, n, K = cfg.n_samples, ws.n, cfg.latent_dim
+
+        # ---- forward (model.forward, step by step)
+        enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc, ops)
+        kl, head_cache = ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
+        if cfg.condition_dim:
+            ws.dec_in.reshape(S, n, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
+        dec_out = self._mlp_forward(ws.dec_in, "decoder", ws.dec, ops).reshape(S, n, -1)
+
+        # ---- backward (model.backward, step by step)
+        nll_sum = self._likelihood_grad(ws, dec_out, need_loss, N, grads, ops)
+        self._mlp_backward(ws, ws.dec_in, "decoder", grads, ops, dinput=ws.ddec_in)
+        dz = ws.ddec_in.reshape(S, n, -1)[:, :, :K]
+        ops.head_backward(dz, beta / N, head_cache, ws.denc[-1])  # the KL is averaged over the N examples
+        self._mlp_backward(ws, ws.enc_in, "encoder", grads, ops)
+        if not need_loss:
+            return None
+        mu, log_var_raw = split_head(enc_out)  # the KL per latent dimension, for the history (collapse shows there first)
+        return kl.mean(), nll_sum, kl_per_dim(mu, clamp_log_var_forward(log_var_raw)[0]).mean(axis=0)

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .kl import kl_backward, kl_forward
 from .layers import LEAKY_SLOPE
@@ -62,11 +64,15 @@ class PlainOps:
     def __init__(self):
         self._scratch = {}
 
-    def _buffer(self, key: str, like):
-        """A scratch array shaped like ``like``, allocated on first use and reused: no allocation per step."""
-        buf = self._scratch.get(key)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or type(buf) is not type(like):
-            buf = self._scratch[key] = get_array_module(like).empty_like(like)
+    def _buffer(self, key: str, like, dtype=None, fill=None):
+        """A scratch array of ``like``'s shape (and ``dtype``, default ``like``'s), allocated on first use and
+        reused, one per key and shape: no allocation per step. ``fill``: its value when made (then never written)."""
+        xp, dtype = get_array_module(like), like.dtype if dtype is None else dtype
+        full_key = (key, like.shape, dtype, xp.__name__)
+        buf = self._scratch.get(full_key)
+        if buf is None:
+            buf = self._scratch[full_key] = xp.empty(like.shape, dtype=dtype) if fill is None else \
+                xp.full(like.shape, fill, dtype=dtype)
         return buf
 
     # ------------------------------------------------------------ bias + activation
@@ -75,8 +81,8 @@ class PlainOps:
         r""":math:`a \leftarrow \phi(a + b)` in place; ``a`` (N, H), ``b`` (H,) (eq. ``affine-fwd``)."""
         xp = get_array_module(a)
         a += b
-        if activation == "relu":
-            xp.maximum(a, 0.0, out=a)
+        if activation == "relu":  # NumPy's maximum runs 3 times faster against zeros than against the scalar 0
+            xp.maximum(a, self._buffer("zeros", a, fill=0) if xp is np else 0.0, out=a)
         elif activation == "leaky_relu":
             xp.maximum(a, LEAKY_SLOPE * a, out=a)  # max(a, alpha a) = a if a > 0 else alpha a, for 0 < alpha < 1
         elif activation == "tanh":
@@ -98,7 +104,10 @@ class PlainOps:
         :math:`1 - h^2`, sigmoid :math:`h(1-h)`, softplus :math:`1 - e^{-h}`."""
         xp = get_array_module(dh)
         if activation == "relu":
-            dh *= h > 0
+            if xp is np:  # the mask into a buffer of its own: NumPy allocates none
+                dh *= xp.greater(h, 0.0, out=self._buffer("mask", h, dtype=bool))
+            else:
+                dh *= h > 0
         elif activation == "leaky_relu":
             dh *= xp.where(h > 0, 1.0, LEAKY_SLOPE).astype(dh.dtype, copy=False)
         elif activation == "tanh":

@@ -118,3 +118,24 @@ def test_a_forked_child_gets_threads_of_its_own():
 
 def _split_in_a_child():
     return cores.map_rows(lambda rows: rows.start, cores.row_blocks(256, 2))
+
+
+@given(n=st.integers(1, 5000), threads=st.integers(1, 8), min_rows=st.integers(1, 600))
+def test_row_blocks_keep_at_least_min_rows_a_block(n, threads, min_rows):
+    blocks = cores.row_blocks(n, threads, min_rows)
+    assert len(blocks) == max(1, min(threads, n // min_rows))
+    assert sum(b.stop - b.start for b in blocks) == n
+    if len(blocks) > 1:
+        assert min(b.stop - b.start for b in blocks) >= min_rows
+
+
+def test_map_rows_runs_every_block_on_the_calling_thread_when_given_fewer_threads_than_blocks():
+    seen = []
+
+    def fn(rows):
+        seen.append(threading.get_ident())
+        return rows.start
+
+    blocks = cores.row_blocks(300, 3)
+    assert cores.map_rows(fn, blocks, threads=2) == [b.start for b in blocks]
+    assert seen == [threading.get_ident()] * len(blocks)

@@ -98,3 +98,58 @@ def test_the_step_reports_the_references_kl_and_reconstruction_terms(seed, likel
     assert step.terms.kl_per_dim.shape == (latent,) and (step.terms.kl_per_dim >= 0).all()
     assert float(step.terms.kl_per_dim.sum()) == pytest.approx(float(ref.kl), rel=1e-12, abs=1e-15)
     assert float(loss) == pytest.approx(beta * float(ref.kl) + float(ref.nll), rel=1e-12)
+
+
+@given(seed=st.integers(0, 2**31), activation=st.sampled_from(sorted(ACTIVATIONS)),
+       likelihood=st.sampled_from(LIKELIHOODS), n_samples=st.integers(1, 3), condition_dim=st.sampled_from([0, 2]),
+       blocks=st.integers(2, 3), n=st.integers(3, 11), beta=st.floats(0.0, 2.0), need_loss=st.booleans(),
+       serial=st.booleans())
+def test_a_step_split_over_threads_equals_the_whole_batch_step(seed, activation, likelihood, n_samples,
+                                                               condition_dim, blocks, n, beta, need_loss, serial):
+    rng = np.random.default_rng(seed)
+    model = VAE(4, 2, (5,), activation=activation, likelihood=likelihood, n_samples=n_samples,
+                condition_dim=condition_dim, dtype="float64")
+    model.params.data[:] = rng.normal(0.0, 0.5, model.params.size)
+    x = rng.random((n, 4))
+    c = np.eye(2)[rng.integers(0, 2, n)] if condition_dim else None
+
+    def run(threads, min_rows):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast, "STEP_MIN_ROWS", min_rows)
+            # serial: the BLAS has fewer threads at the step than when the blocks were cut (map_rows runs them in turn)
+            patch.setattr(fast, "cpu_threads", iter([threads, 1 if serial else threads]).__next__)
+            step = fast.FastStep(model)
+            ws = step.workspace(n)
+            ws.x[...] = x
+            if c is not None:
+                ws.enc_in[:, 4:] = c
+            model.params.grad[:] = np.nan  # every block must write every entry it adds
+            loss = step(ws, np.random.default_rng(seed + 1), beta=beta, need_loss=need_loss)
+        return ws, loss, step.terms, model.params.grad.copy()
+
+    ws, loss, terms, grad = run(blocks, 1)
+    assert ws.blocks is not None and len(ws.blocks) == blocks
+    assert sum(block.n for block in ws.blocks) == n
+    _, whole_loss, whole_terms, whole_grad = run(1, 1)  # one thread: one block
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-10, atol=1e-12)  # the sums over rows in another order
+    ref_loss, _ = model.loss_and_grads(x, c, rng=np.random.default_rng(seed + 1), beta=beta)
+    np.testing.assert_allclose(grad, model.params.grad, rtol=1e-10, atol=1e-12)
+    if need_loss:
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+        for split, whole in zip(terms, whole_terms):
+            np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-15)
+    else:
+        assert loss is None and whole_loss is None
+
+
+def test_a_batch_is_split_only_with_enough_rows_per_thread(monkeypatch):
+    model = VAE(6, 2, (5,))
+    monkeypatch.setattr(fast, "cpu_threads", lambda: 2)
+    step = fast.FastStep(model)
+    assert step.workspace(2 * fast.STEP_MIN_ROWS - 1).blocks is None
+    ws = step.workspace(2 * fast.STEP_MIN_ROWS + 1)
+    assert [block.n for block in ws.blocks] == [fast.STEP_MIN_ROWS, fast.STEP_MIN_ROWS + 1]
+    assert np.shares_memory(ws.blocks[1].enc_in, ws.enc_in)  # the blocks read the batch in place
+    assert np.shares_memory(ws.blocks[1].noise, ws.noise)
+    assert not np.shares_memory(ws.blocks[1].grad, model.params.grad)  # the second block adds its own gradients
+    assert ws.blocks[1].ops is not step.ops  # and has scratch arrays of its own
