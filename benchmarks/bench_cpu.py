@@ -485,9 +485,10 @@ def main(argv=None):
         print(f"OpenBLAS kernel variables in the NumPy workers: {forced or 'none'} "
               f"({'kept from this machine, --machine-blas' if args.machine_blas else 'removed, as on a user machine'})")
         print(f"CPU vector extensions (NumPy): {info['cpu']}")
+        split_step = (f"each batch of at least {2 * info['step_min_rows']} examples" if info["scoring_threads"] > 1
+                      else "no batch")  # a batch splits in two from STEP_MIN_ROWS a block (minivae.fast)
         print(f"minivae's scoring splits each batch over {info['scoring_threads']} thread(s), its training step "
-              f"each batch of at least {info['scoring_threads'] * info['step_min_rows']} examples, "
-              f"the BLAS on one thread each (minivae.cores)")
+              f"{split_step}, the BLAS on one thread each (minivae.cores)")
         if have_torch:
             print(f"PyTorch: {pool.ask('torch-eager', 'info', None, ())['torch']}")
         else:

@@ -4,7 +4,8 @@ A run writes ``model.npz`` (the checkpoint, after every epoch), ``history.json``
 ``train`` refuses a folder that holds another run's files unless told what to do with them:
 ``--overwrite`` starts afresh and removes them (they are kept in ``.previous/`` until the new run finishes,
 and put back if it fails before saving a checkpoint of its own), ``--resume`` continues the run from its checkpoint
-(bit-identical on the CPU to a run that was never interrupted, :func:`minivae.serialize.load_trainer`),
+(bit-identical on the same CPU with as many BLAS threads to a run that was never interrupted,
+:func:`minivae.serialize.load_trainer`),
 refusing flags that would change its model or data. A lock file ``.lock``, created with
 ``O_CREAT | O_EXCL`` and holding the process id, keeps a second run out of a folder in use; the lock of a
 process that no longer runs (killed with ``SIGKILL``) is stale and taken over.

@@ -16,7 +16,7 @@ Thresholds, and why:
 import numpy as np
 import pytest
 
-from minivae import data
+from minivae import data, fast
 from minivae.model import CVAE, VAE
 from minivae.train import NonFiniteError, Trainer, fit
 
@@ -85,6 +85,20 @@ def test_same_seed_gives_bit_identical_training():
     other = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=3)
     fit(other, x, epochs=3, batch_size=32, seed=6, progress=False)
     assert not np.array_equal(results[0], other.params.data)
+
+
+def test_a_batch_split_over_threads_trains_bit_identically_run_after_run(monkeypatch):
+    # the threads of a split batch finish in any order; the blocks' gradients are added in one order all the same
+    monkeypatch.setattr(fast, "cpu_threads", lambda: 2)
+    x = data.ring(1300, rng=1)
+    results = []
+    for _ in range(2):
+        model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=3)
+        trainer = Trainer(model, "adam", lr=1e-2, batch_size=2 * fast.STEP_MIN_ROWS + 88, seed=5)
+        trainer.fit(x, epochs=2, progress=False)
+        assert len(trainer.workspace(2 * fast.STEP_MIN_ROWS + 88).blocks) == 2
+        results.append(model.params.data.copy())
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_a_step_on_a_prepared_workspace_is_the_training_step():
