@@ -64,16 +64,18 @@ class Workspace:
         self.x = self.enc_in[:, :D]  # gathers into it
         self.noise = xp.empty((S, n, K), dtype=dtype) if noise is None else noise
         #: A split batch (``blocks`` > 1): one workspace per block of examples, its input and noise views of
-        #: this one's, its gradients (past the first block's) in a flat buffer of its own; this one keeps no more.
+        #: this one's, its own scratch arrays (``ops``) and its weight gradients in a flat buffer (``grad``, with
+        #: named views ``grads``): the model's own for the first block, one of its own for each other. This
+        #: workspace keeps no more.
         self.blocks = None
         rows_of_blocks = row_blocks(n, blocks, STEP_MIN_ROWS)
         if len(rows_of_blocks) > 1:
             self.blocks = [Workspace(model, rows.stop - rows.start, enc_in=self.enc_in[rows],
                                      noise=self.noise[:, rows]) for rows in rows_of_blocks]
-            for block in self.blocks[1:]:
-                block.grad = xp.empty_like(model.params.grad)
+            for i, block in enumerate(self.blocks):
+                block.grad = model.params.grad if i == 0 else xp.empty_like(model.params.grad)
                 block.grads = model.params._views(block.grad)
-                block.ops = PlainOps()  # its own scratch arrays
+                block.ops = PlainOps()
             return
         self.enc = [xp.empty((n, width), dtype=dtype) for width in sizes["encoder"][1:]]
         self.denc = [xp.empty_like(a) for a in self.enc]
@@ -185,11 +187,8 @@ class FastStep:
         if ws.blocks is None:
             parts = [self._rows(ws, N, beta, need_loss, model.params.grads, self.ops)]
         else:
-            def run(i):
-                block = ws.blocks[i]
-                return self._rows(block, N, beta, need_loss, *((model.params.grads, self.ops) if i == 0 else
-                                                               (block.grads, block.ops)))
-            parts = map_rows(run, range(len(ws.blocks)), threads=cpu_threads())
+            parts = map_rows(lambda block: self._rows(block, N, beta, need_loss, block.grads, block.ops), ws.blocks,
+                             threads=cpu_threads())
             for block in ws.blocks[1:]:
                 model.params.grad += block.grad  # the sum over examples, block by block
         if not need_loss:
