@@ -279,8 +279,8 @@ def _bench_trainer(kernels, batch, device, fused_ops=None):
     model = VAE(BENCH_D, BENCH_K, (BENCH_H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
     trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
     if fused_ops is not None:  # the stand-in: the kernels through the host launcher
-        trainer._fast.ops = trainer.optimizer.ops = fused_ops
-    ws = trainer._fast.workspace(batch)
+        trainer._engine_step.ops = trainer.optimizer.ops = fused_ops
+    ws = trainer._engine_step.workspace(batch)
     x = (np.random.default_rng(batch).random((batch, BENCH_D)) < 0.3).astype(np.float32)
     ws.x[...] = backend.to_device(x, device)
     return trainer, ws
