@@ -67,7 +67,7 @@ class MinivaeStep:
 
         self.model = VAE(D, K, (hidden,), likelihood="bernoulli", seed=0)
         self.trainer = Trainer(self.model, "adam", lr=1e-3, batch_size=batch)
-        self.ws = self.trainer._fast.workspace(batch)
+        self.ws = self.trainer._engine_step.workspace(batch)
         self.ws.x[...] = _data(batch)
         self.i = 0
 
@@ -81,7 +81,7 @@ class MinivaeStep:
         import numpy as np
 
         tr, opt = self.trainer, self.trainer.optimizer
-        return {"forward+backward": lambda: tr._fast(self.ws, tr.noise_rng, 1.0, need_loss=False),
+        return {"forward+backward": lambda: tr._engine_step(self.ws, tr.noise_rng, 1.0, need_loss=False),
                 "guard": lambda: tr._check_finite(None),
                 "adam": opt.step,
                 "sqrt": lambda: np.sqrt(opt.v, out=opt._scratch),  # one of Adam's ten passes

@@ -78,7 +78,7 @@ class MinivaeStep:
 
         model = VAE(D, K, (H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
         self.trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
-        self.ws = self.trainer._fast.workspace(batch)
+        self.ws = self.trainer._engine_step.workspace(batch)
         self.ws.x[...] = to_device(_data(batch), device)
         self.i = 0
 

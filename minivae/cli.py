@@ -40,6 +40,7 @@ from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
 from .layers import ACTIVATIONS, INITS
 from .likelihoods import LIKELIHOODS
+from .engines import ENGINES
 from .model import VAE, build_model, VAEConfig
 from .ops import KERNELS
 from .optim import OPTIMIZERS
@@ -327,6 +328,9 @@ def _fraction(text: str) -> float:
 
 def cmd_train(args) -> int:
     device = _device(args)
+    if args.kernels == "fused" and args.engine == "reference":
+        raise ValueError("--kernels: expected 'plain' with --engine reference (fused kernels belong to the fast "
+                         "engine), got 'fused'")
     if args.kernels == "fused" and device != "cuda":
         raise ValueError(f"--kernels: 'fused' runs CUDA kernels and needs --device cuda (or auto on a machine with a "
                          f"GPU), got --device {args.device} ({device})")
@@ -377,7 +381,8 @@ def _train(args, device: str, out: Path) -> int:
         if args.init_log_var is not None:
             set_decoder_log_var(model, args.init_log_var)
         trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup,
-                          seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]))
+                          seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]),
+                          engine=args.engine or "fast")
         trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
@@ -440,7 +445,7 @@ def _saved_epoch(checkpoint: Path) -> str:
 def _resume(args, checkpoint: Path, device: str, record: dict, config):
     """The stored run of ``--out``, refusing flags that would change its model, data or training."""
     try:
-        trainer = load_trainer(checkpoint, device, args.kernels)
+        trainer = load_trainer(checkpoint, device, args.kernels, args.engine)  # None: the run's own engine
     except (OSError, ValueError) as exc:
         raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
     for flag, now, then in runs.mismatches(args, trainer, record, config):
@@ -775,10 +780,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--out holds another run: remove its files and start afresh")
     t.add_argument("--resume", action="store_true",
                    help="--out holds an interrupted run: continue it from its checkpoint up to --epochs "
-                        "(model and data flags must match it)")
+                        "(model and data flags must match it; --engine may differ)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
+    t.add_argument("--engine", choices=ENGINES, default=None,
+                   help="who computes the step: fast (the default), or reference, through VAE.forward, "
+                        "VAE.backward and Adam as the docs derive them; with --resume, default: the run's own")
     model_flags(t, None, None, None, None)
     t.add_argument("--init", choices=INITS, default=None,
                    help="initial weights: he (normal, variance 2/fan-in, zero biases) or torch (nn.Linear's uniform); "

@@ -1,8 +1,9 @@
 r"""The training step again, for speed: the same maths as :meth:`VAE.forward` + :meth:`VAE.backward`.
 
 :mod:`minivae.model` is the readable reference; this module is what
-:class:`~minivae.train.Trainer` runs, and ``tests/test_fast.py`` pins the two
-equal for every configuration. Nothing here is new maths; five things differ:
+:class:`~minivae.train.Trainer` runs by default (``engine="fast"``; the
+reference engine runs the model's own, :mod:`minivae.engines`), and
+``tests/test_fast.py`` pins the two equal for every configuration. Nothing here is new maths; five things differ:
 
 1. **No allocation per step.** Every activation and gradient buffer is
    allocated once per batch size (:class:`Workspace`); matrix products write

@@ -2,10 +2,16 @@ r"""Optimizers, written by hand, acting on the one flat parameter buffer.
 
 Both update every parameter of the model with a few whole-buffer array
 operations (no loop over layers). Derivations: ``docs/derivations/adam.md``.
+:class:`SGD` and :class:`Adam` update the buffers in place, in as few passes as
+the maths allows (the fast engine's); :class:`ReferenceSGD` and
+:class:`ReferenceAdam` compute the same updates line by line as the
+derivations write them, every result a new array (the reference engine's, see
+:mod:`minivae.engines`).
 """
 
 from __future__ import annotations
 
+from .engines import check_engine
 from .ops import PlainOps
 from .params import ParamBuffer
 from .validate import check_float
@@ -102,11 +108,64 @@ class Adam:
         self.t = t
 
 
+class ReferenceSGD(SGD):
+    r"""Eq. ``sgd`` as written, for the reference engine (:mod:`minivae.engines`): every result a new array.
+
+    .. math::  v \leftarrow \mu v + g,\qquad \theta \leftarrow \theta - \eta v
+    """
+
+    def step(self):
+        g = self.params.grad
+        self.velocity = self.momentum * self.velocity + g  # v = mu v + g
+        theta = self.params.data - self.lr * self.velocity  # theta - eta v
+        self.params.data[...] = theta  # the new parameters, where the model's named views read them
+        self.t += 1
+
+
+class ReferenceAdam(Adam):
+    r"""Eq. ``adam`` as written, for the reference engine (:mod:`minivae.engines`): every result a new array.
+
+    ``m`` and ``v`` are the moving averages of eq. ``adam``, bias-corrected into :math:`\hat m` and
+    :math:`\hat v` at every step. :meth:`state` and :meth:`load_state` speak in the decaying sums
+    :math:`M = m / (1-\beta_1)` and :math:`V = v / (1-\beta_2)` of eq. ``adam-sums``, as :class:`Adam`'s do, so
+    a checkpoint written by either resumes with the other.
+    """
+
+    def __init__(self, params: ParamBuffer, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, *, ops=None):
+        super().__init__(params, lr, beta1, beta2, eps, ops=ops)
+        self._scratch = None  # the update below makes its temporaries as it goes
+
+    def step(self):
+        g = self.params.grad
+        self.t += 1
+        self.m = self.beta1 * self.m + (1.0 - self.beta1) * g  # m = beta1 m + (1 - beta1) g
+        self.v = self.beta2 * self.v + (1.0 - self.beta2) * g ** 2  # v = beta2 v + (1 - beta2) g^2
+        m_hat = self.m / (1.0 - self.beta1 ** self.t)  # bias correction
+        v_hat = self.v / (1.0 - self.beta2 ** self.t)
+        theta = self.params.data - self.lr * m_hat / (self.params.xp.sqrt(v_hat) + self.eps)
+        self.params.data[...] = theta  # the new parameters, where the model's named views read them
+
+    def state(self) -> dict:
+        """The moments as the decaying sums :math:`M` (``"m"``) and :math:`V` (``"v"``) of eq. ``adam-sums``."""
+        return {"m": self.m / (1.0 - self.beta1), "v": self.v / (1.0 - self.beta2)}
+
+    def load_state(self, arrays: dict, t: int):
+        """Restore the averages from the sums :math:`M`, :math:`V` (as :meth:`state` gives them) and the step count."""
+        self.m = (1.0 - self.beta1) * self.params.xp.asarray(arrays["m"], dtype=self.params.dtype)
+        self.v = (1.0 - self.beta2) * self.params.xp.asarray(arrays["v"], dtype=self.params.dtype)
+        self.t = t
+
+
+#: The fast engine's optimizers (few passes over the buffer, no allocation), by name.
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+#: The reference engine's: the same updates, written as their derivation page writes them.
+REFERENCE_OPTIMIZERS = {"sgd": ReferenceSGD, "adam": ReferenceAdam}
 
 
-def make_optimizer(name: str, params: ParamBuffer, **hyperparameters):
-    """``make_optimizer("adam", model.params, lr=1e-3)``."""
+def make_optimizer(name: str, params: ParamBuffer, engine: str = "fast", **hyperparameters):
+    """``make_optimizer("adam", model.params, lr=1e-3)``; ``engine="reference"`` gives the reference's update."""
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name](params, **hyperparameters)
+    optimizers = OPTIMIZERS if check_engine(engine) == "fast" else REFERENCE_OPTIMIZERS
+    return optimizers[name](params, **hyperparameters)

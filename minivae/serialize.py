@@ -10,7 +10,8 @@ trainer's noise generator from (seed, step count). A training file adds the
 optimizer's moment buffers, its step count and hyperparameters, the trainer's
 learning-rate schedule and generator state, the epoch and the loss history, so that training N epochs,
 saving, loading and training M more gives exactly the parameters of N + M
-uninterrupted epochs. Files never execute code on load and are written
+uninterrupted epochs. It also records the engine that trained the run
+(:mod:`minivae.engines`); a run resumes with either engine, the same maths. Files never execute code on load and are written
 atomically (see :mod:`minivae.checkpoint`).
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from .backend import generator_state, resolve_device, to_device, to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .engines import check_engine
 from .model import VAE, VAEConfig, build_model
 from .resources import available_memory, format_bytes, model_bytes, param_count
 from .train import History, NonFiniteError, Trainer
@@ -135,6 +137,7 @@ def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
                       "moments": "sums"},  # Adam's m and v are the decaying sums of eq. adam-sums
         "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
                     "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
+                    "engine": trainer.engine,
                     "schedule": trainer.schedule.to_dict(),  # with step_count: the next learning rates, exactly
                     "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
     }
@@ -143,13 +146,19 @@ def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
     save_checkpoint(path, arrays, meta, argument=argument)
 
 
-def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
+def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str | None = None) -> Trainer:
     """Load a training run saved by :func:`save_trainer` onto ``device`` (the model is ``trainer.model``).
+
+    ``engine`` trains the resumed run: ``None`` for the one the file records (``"fast"`` in a file that records
+    none), or either of :data:`minivae.engines.ENGINES`, whichever saved it: the optimizers of both engines keep
+    Adam's moments as the same sums in the file (eq. ``adam-sums``).
 
     On the CPU the run resumes exactly where it stopped. A run on a GPU resumes
     with a fresh noise stream seeded from (seed, step count), see the module docstring.
     """
     device = resolve_device(device)
+    if engine is not None:
+        check_engine(engine)
     arrays, meta = load_checkpoint(path)
     if meta.get("kind") != "training":
         raise CheckpointError(f"cannot load checkpoint '{path}': expected a training checkpoint, "
@@ -161,7 +170,8 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain") -> Trainer:
         lr = hyperparameters.pop("lr")  # the last update's; the schedule gives the next ones
         schedule = state.get("schedule") or {"name": "constant", "lr": lr}  # files from before schedules: constant
         trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
-                          seed=state["seed"], kernels=kernels, schedule=schedule, **hyperparameters)
+                          seed=state["seed"], kernels=kernels, schedule=schedule,
+                          engine=state.get("engine", "fast") if engine is None else engine, **hyperparameters)
         trainer.optimizer.lr = lr
         moments = {key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()}
         for key, value in moments.items():  # a wrong shape could broadcast silently into the buffer

@@ -1,9 +1,12 @@
 r"""Minibatch training: shuffle, step, watch for non-finite values, keep a history.
 
 Each step gathers a minibatch into reused buffers, computes the gradient of
-the negative ELBO by hand (:mod:`minivae.fast`, the allocation-free twin of
-:meth:`minivae.model.VAE.loss_and_grads`, pinned equal to it by a test) and
-lets the optimizer update the flat parameter buffer. KL warm-up multiplies the KL by
+the negative ELBO by hand and lets the optimizer update the flat parameter
+buffer. Two engines compute the step (:mod:`minivae.engines`): ``"fast"``, the
+default (:mod:`minivae.fast`, the allocation-free twin of
+:meth:`minivae.model.VAE.loss_and_grads`), and ``"reference"``, which runs
+:meth:`~minivae.model.VAE.forward`, :meth:`~minivae.model.VAE.backward` and the
+optimizer's update as the derivations write them; a test pins the two step for step. KL warm-up multiplies the KL by
 :math:`\beta_t = \min(1, t / T_{\text{warm-up}})` over the first steps, which
 keeps the decoder from being ignored early on (posterior collapse).
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import default_rng, get_array_module, take_rows, to_numpy
-from .fast import FastStep
+from .engines import check_engine, make_step
 from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
@@ -73,17 +76,23 @@ class Trainer:
     kernels : ``"plain"`` or ``"fused"``
         The elementwise work of the step as array code, or as fused CUDA
         kernels (a model on ``device="cuda"`` only); see :mod:`minivae.ops`.
+        Fused kernels are the fast engine's.
     schedule : :class:`~minivae.schedules.Schedule` or dict, optional
         The learning rate at every step (:mod:`minivae.schedules`), an instance or
         its spec (``{"name": "cosine", "lr": 1e-3, "total_steps": 5000}``); the
         optimizer's ``lr`` is set from it before every update. Default: ``Constant(lr)``.
     **optimizer_options
         E.g. ``momentum=0.9`` for SGD, ``beta1``, ``beta2``, ``eps`` for Adam.
+    engine : ``"fast"`` or ``"reference"``
+        Who computes the step (:mod:`minivae.engines`): the fast twin (default), or the code the derivations
+        walk through, :meth:`VAE.forward <minivae.model.VAE.forward>`, :meth:`VAE.backward
+        <minivae.model.VAE.backward>` and the update of eq. ``adam`` (or ``sgd``) as written, nothing in place and
+        on one thread, where a debugger's breakpoint is reached. The two train alike (``tests/test_engines.py``).
     """
 
     def __init__(self, model, optimizer: str = "adam", lr: float | None = None, batch_size: int = 128,
                  warmup_epochs: float = 0.0, seed: int = 0, kernels: str = "plain", *, schedule=None,
-                 **optimizer_options):
+                 engine: str = "fast", **optimizer_options):
         if not isinstance(model, VAE):
             raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
         self.model = model
@@ -94,10 +103,11 @@ class Trainer:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.schedule = _resolve_schedule(schedule, lr)
         _check_optimizer_options(type(self).__name__, optimizer, optimizer_options)
-        self._fast = FastStep(model, kernels)
+        self.engine = check_engine(engine)
+        self._engine_step = make_step(engine, model, kernels)  # FastStep or ReferenceStep
         self.kernels = kernels
-        self.optimizer = make_optimizer(optimizer, model.params, lr=self.schedule(0), ops=self._fast.ops,
-                                        **optimizer_options)
+        self.optimizer = make_optimizer(optimizer, model.params, engine, lr=self.schedule(0),
+                                        ops=getattr(self._engine_step, "ops", None), **optimizer_options)
         self.rng = np.random.default_rng(seed)  # shuffling, and the noise on the CPU
         self.epoch = 0
         self.step_count = 0
@@ -131,20 +141,21 @@ class Trainer:
         """Forward, backward and update on one minibatch ``x`` (and ``c``). Returns the loss (0-d array)."""
         x = self.model._check_x(x)
         c = self.model._check_c(c, x.shape[0], "x")
-        ws = self._fast.workspace(x.shape[0])
+        ws = self._engine_step.workspace(x.shape[0])
         ws.x[...] = x
         if c is not None:
             ws.enc_in[:, x.shape[1]:] = c
         return self._step(ws, beta, need_loss=True)
 
     def workspace(self, batch_size: int):
-        """The reused buffers of a step on ``batch_size`` rows (a :class:`minivae.fast.Workspace`), for :meth:`step`.
+        """The reused buffers of a step on ``batch_size`` rows, for :meth:`step` (a :class:`minivae.fast.Workspace`,
+        or with the reference engine a :class:`minivae.engines.Batch`).
 
         Write a minibatch into ``ws.x`` (N, D) (a CVAE's condition into ``ws.enc_in[:, D:]``), then call
         ``step(ws)`` as often as wanted: :meth:`fit` does exactly this for every minibatch, without copying the
         batch again. The same buffers come back for the same batch size.
         """
-        return self._fast.workspace(check_int("batch_size", batch_size, 1))
+        return self._engine_step.workspace(check_int("batch_size", batch_size, 1))
 
     def step(self, ws, beta: float = 1.0, need_loss: bool = False):
         """One training step (forward, backward, update) on the batch already in ``ws`` (:meth:`workspace`).
@@ -155,8 +166,8 @@ class Trainer:
         return self._step(ws, check_float("beta", beta, minimum=0.0), check_bool("need_loss", need_loss))
 
     def _step(self, ws, beta: float, need_loss: bool):
-        """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.fast`)."""
-        loss = self._fast(ws, self.noise_rng, beta=beta, need_loss=need_loss)
+        """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.engines`)."""
+        loss = self._engine_step(ws, self.noise_rng, beta=beta, need_loss=need_loss)
         self._check_finite(loss)
         self.optimizer.lr = self.schedule(self.step_count)  # a host float: the update's scalar argument, no sync
         self.optimizer.step()
@@ -238,7 +249,7 @@ class Trainer:
                 total, counted, terms = 0.0, 0, [0.0, 0.0, 0.0]  # loss; KL, NLL, KL per dimension
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-                    ws = self._fast.workspace(idx.shape[0])
+                    ws = self._engine_step.workspace(idx.shape[0])
                     take_rows(x, idx, out=ws.x)  # the minibatch, into a reused buffer
                     if c is not None:
                         take_rows(c, idx, out=ws.enc_in[:, D:])
@@ -248,7 +259,7 @@ class Trainer:
                         bar.update(1)
                     if need_loss:
                         total, counted = total + loss * idx.shape[0], counted + idx.shape[0]
-                        terms = [t + v * idx.shape[0] for t, v in zip(terms, self._fast.terms)]
+                        terms = [t + v * idx.shape[0] for t, v in zip(terms, self._engine_step.terms)]
                         if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
                 self._check_params_finite("after the epoch's last update")  # before anything is recorded
@@ -357,15 +368,17 @@ def _progress(total: int, enabled: bool):
 def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam",
         lr: float | None = None, warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None,
         progress: bool = True, checkpoint: str | None = None, kernels: str = "plain", schedule=None,
-        **optimizer_options) -> History:
+        engine: str = "fast", **optimizer_options) -> History:
     """Train ``model`` in place (a one-call wrapper around :class:`Trainer`).
 
     ``lr`` defaults to 1e-3, constant; ``schedule`` (a :class:`~minivae.schedules.Schedule` or its dict spec)
     replaces it by a learning rate per step. Its steps count updates: ``epochs * steps_per_epoch(N, batch_size)``
-    of them in this call (:func:`minivae.schedules.steps_per_epoch`).
+    of them in this call (:func:`minivae.schedules.steps_per_epoch`). ``engine="reference"`` trains through
+    :meth:`VAE.forward <minivae.model.VAE.forward>` and :meth:`VAE.backward <minivae.model.VAE.backward>`
+    (:class:`Trainer`, :mod:`minivae.engines`).
     """
     if optimizer in OPTIMIZERS:
         _check_optimizer_options("fit", optimizer, optimizer_options)
     trainer = Trainer(model, optimizer, lr=lr, batch_size=batch_size, warmup_epochs=warmup_epochs, seed=seed,
-                      kernels=kernels, schedule=schedule, **optimizer_options)
+                      kernels=kernels, schedule=schedule, engine=engine, **optimizer_options)
     return trainer.fit(x, c, epochs=epochs, x_val=x_val, c_val=c_val, progress=progress, checkpoint=checkpoint)

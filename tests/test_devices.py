@@ -192,6 +192,22 @@ def test_training_on_cupy_plain_and_fused_agree_and_learn():
 
 
 @gpu
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_reference_engine_trains_on_cupy_step_for_step_with_the_fast_one(optimizer):
+    x = np.random.default_rng(0).random((40, 6))
+    c = np.eye(2)[np.random.default_rng(1).integers(0, 2, 40)]
+    params = {}
+    for engine in ("fast", "reference"):
+        model = small_model("cuda", seed=0, likelihood="gaussian_per_dim", condition_dim=2)
+        trainer = Trainer(model, optimizer, lr=1e-2, batch_size=16, seed=0, warmup_epochs=1, engine=engine)
+        trainer.fit(x, c, epochs=2, x_val=x[:8], c_val=c[:8], progress=False)
+        assert backend.device_of(model.params.data) == "cuda"
+        assert all(backend.device_of(value) == "cuda" for value in trainer.optimizer.state().values())
+        params[engine] = backend.to_numpy(model.params.data)
+    assert relative_error(params["reference"], params["fast"]) <= 1e-10
+
+
+@gpu
 def test_a_checkpoint_moves_between_devices(tmp_path):
     x = np.random.default_rng(0).random((64, 6))
     trainer = Trainer(small_model("cuda", dtype="float32"), batch_size=16, seed=0)
@@ -279,8 +295,8 @@ def _bench_trainer(kernels, batch, device, fused_ops=None):
     model = VAE(BENCH_D, BENCH_K, (BENCH_H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
     trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
     if fused_ops is not None:  # the stand-in: the kernels through the host launcher
-        trainer._fast.ops = trainer.optimizer.ops = fused_ops
-    ws = trainer._fast.workspace(batch)
+        trainer._engine_step.ops = trainer.optimizer.ops = fused_ops
+    ws = trainer._engine_step.workspace(batch)
     x = (np.random.default_rng(batch).random((batch, BENCH_D)) < 0.3).astype(np.float32)
     ws.x[...] = backend.to_device(x, device)
     return trainer, ws

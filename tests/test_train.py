@@ -173,7 +173,7 @@ def test_on_a_gpu_the_guard_waits_for_the_loss_and_still_catches_a_nan_in_betwee
     """The deferred check of a GPU run, exercised on the CPU: only ``model.device`` decides which check runs."""
     model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=0)
     trainer = Trainer(model, "sgd", lr=1e-3, batch_size=20, seed=0)
-    ws = trainer._fast.workspace(20)
+    ws = trainer._engine_step.workspace(20)
     ws.x[...] = data.ring(20, rng=0)
     model.device = "cuda"  # the arrays stay NumPy; the guard now behaves as on a GPU
     trainer._step(ws, 1.0, need_loss=False)
