@@ -16,9 +16,10 @@ memory, a full disk, a diverged run) is printed as
 ``minivae <command>: error: <flag or argument>: expected ..., got ...`` and
 the command returns 2. A check that fails (``gradcheck``, ``exercise check``)
 returns 1; Ctrl-C (SIGINT) prints one line and returns 130, SIGTERM 143.
-``train`` writes into ``--out`` only what :mod:`minivae.runs` allows
-(``--overwrite``, ``--resume``, one run at a time). docs/guarantees.md lists what
-survives which fault.
+Every flag is checked, against its meaning, the others and the sizes it implies,
+before ``train`` creates anything on disk. ``train`` writes into ``--out`` only what
+:mod:`minivae.runs` allows (``--overwrite``, ``--resume``, ``--restore-previous``, one
+run at a time). docs/guarantees.md lists what survives which fault.
 """
 
 from __future__ import annotations
@@ -533,6 +534,9 @@ def _train(args, device: str, out: Path) -> int:
     _check_free_space(out, config)
     if args.resume:
         trainer = args.resumed  # its schedule as stored: the run continues it exactly
+        if config != trainer.model.config:  # a checkpoint without a data record, resumed on other data
+            raise ValueError(f"--resume: expected data for the stored model {trainer.model.config}, got "
+                             f"{describe(record)}, which makes {config}; give the run's --dataset")
         _check_cosine_length(args, trainer, split.train.shape[0])
         print(f"resuming {checkpoint} after epoch {trainer.epoch}")
         model = trainer.model

@@ -236,11 +236,12 @@ class RunFolder:
         elif present:
             with signals_deferred():
                 self.aside.mkdir()
+                self.owns_previous = True  # from here on, a failure puts back whatever has moved
                 write_json(self.aside / LISTING, present)  # what is the old run's, wherever a kill leaves it
                 for name in present:  # the checkpoint first: a folder without one is never taken for the new run
                     os.replace(folder / name, self.aside / name)
                     stage("set-aside")
-                self.owns_previous = self.prepared = True
+                self.prepared = True
             return
         self.prepared = True
 
