@@ -408,8 +408,10 @@ def cmd_train(args) -> int:
                 code = _train(args, device, out)
                 folder.finish()
                 return code
-            except BaseException:
+            except BaseException as exc:
                 folder.fail()
+                if folder.restored and type(exc) in (ValueError, NonFiniteError):  # say what is on disk
+                    raise type(exc)(f"{exc}; the previous run is back in {out}") from exc
                 raise
     finally:
         for made in created:  # a refused or failed run into a folder it made leaves no empty folder

@@ -240,7 +240,7 @@ def test_an_overwrite_of_an_unfinished_overwrite_keeps_the_finished_run_to_resto
     interrupt_after_training(monkeypatch)
     assert run(*RING, "--epochs", "2", "--overwrite", "--out", folder)[0] == 130
     code, _, err = run(*RING, "--epochs", "1", "--batch-size", "160", "--lr", "1e300", "--overwrite", "--out", folder)
-    assert code == 2 and "--lr" in err, err  # diverges before a checkpoint: the finished run comes back
+    assert code == 2 and "--lr" in err and err.strip().endswith(f"the previous run is back in {folder}"), err
     assert_old_run_back(folder, before)
 
 
