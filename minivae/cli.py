@@ -1088,8 +1088,9 @@ def main(argv=None) -> int:
     finally:
         ended_by_signal = signal.getsignal(signal.SIGINT) is _ignore
         for sig, handler in previous.items():
-            if argv is not None or not ended_by_signal:
-                signal.signal(sig, handler)
+            # As the program, ended by a signal: SIG_IGN, which Python keeps while it shuts down (it puts back
+            # SIG_DFL in place of a Python handler, and a late Ctrl-C would then kill it mid-exit).
+            signal.signal(sig, handler if argv is not None or not ended_by_signal else signal.SIG_IGN)
 
 
 if __name__ == "__main__":  # pragma: no cover
