@@ -61,7 +61,7 @@ def test_a_dead_process_and_a_reused_pid_are_stale_a_live_one_is_not(tmp_path):
             pass
     for content in (f"{parent} {started}\n" if started else f"{parent}\n", f"{parent}\n"):
         lock.write_text(content)
-        with pytest.raises(ValueError, match=rf"^--out: expected a folder no other run is writing to.*process {parent}"):
+        with pytest.raises(ValueError, match=rf"^--out: expected a folder no other run is writing.*process {parent}"):
             runs.RunLock(tmp_path).__enter__()
         assert lock.read_text() == content  # a live run's lock is left alone
 

@@ -135,7 +135,7 @@ def test_two_ctrl_c_milliseconds_apart_in_a_real_process(folder, tmp_path):
     assert_old_run_back(folder, before)
 
 
-# ----------------------------------------------------------------------------- SIGKILL: what is left, and putting it back
+# ----------------------------------------------------------------------------- SIGKILL: what is left, put back
 
 
 class Killed(BaseException):
