@@ -41,8 +41,9 @@ Faults
 A save that is killed between writing its temporary file and renaming it
 (``SIGKILL``, a power cut) leaves ``.{name}.{pid}.XXXX.tmp`` behind; the next
 save of the same target removes the temporaries of processes that no longer
-run. An ``.npy`` member whose header claims more bytes than the member holds,
-or than the machine has memory for, is refused before anything is allocated.
+run. A member that is not an ``.npy`` array, whose header claims more or fewer bytes than the member
+holds, or that needs more than the machine has memory for, is refused from the headers, before any member is
+inflated or allocated.
 """
 
 from __future__ import annotations
@@ -331,8 +332,10 @@ def load_checkpoint(path) -> tuple[dict, dict]:
 
 
 def _check_member_sizes(archive: zipfile.ZipFile, fail) -> None:
-    """Refuse, before reading any, a member whose ``.npy`` header claims more bytes than it holds or than the
-    memory available (a crafted 1 KB file claiming terabytes)."""
+    """Refuse, from the zip's and the ``.npy`` headers alone, before inflating any member: one that is not an
+    ``.npy`` array, one holding more or fewer bytes than its array's header claims (a crafted 1 KB file claiming
+    terabytes, or a member that inflates to gigabytes behind a small array), and members that together need more
+    than the memory available. A zip member never inflates past the size its header declares."""
     from .resources import available_memory, format_bytes
 
     total = 0
@@ -344,12 +347,16 @@ def _check_member_sizes(archive: zipfile.ZipFile, fail) -> None:
                     np.lib.format.read_array_header_2_0  # 3.0 differs from 2.0 only in the header's encoding
                 shape, _, dtype = read(member)
             except (ValueError, EOFError, OSError, SyntaxError, TypeError):
-                continue  # not an .npy member: reading it reports what is wrong
-            claimed = math.prod(shape) * dtype.itemsize
-            if claimed > info.file_size:
-                raise fail(f"array {info.filename!r} claims shape {list(shape)} {dtype} ({format_bytes(claimed)}), "
-                           f"but holds only {format_bytes(info.file_size)}")
-            total += claimed
+                raise fail(f"entry {info.filename!r} is not a .npy array") from None
+            header = member.tell()
+        if dtype.hasobject:
+            raise fail(f"array {info.filename[:-4]!r} carries a pickle (object dtype), which could run arbitrary "
+                       "code, so the file is refused")
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed + header != info.file_size:
+            raise fail(f"array {info.filename!r} claims shape {list(shape)} {dtype} ({format_bytes(claimed)}), "
+                       f"but holds {format_bytes(info.file_size - header)}")
+        total += info.file_size
     available = available_memory()
     if total > available:
         raise fail(f"its arrays need {format_bytes(total)}, more than the {format_bytes(available)} of memory "

@@ -16,9 +16,10 @@ memory, a full disk, a diverged run) is printed as
 ``minivae <command>: error: <flag or argument>: expected ..., got ...`` and
 the command returns 2. A check that fails (``gradcheck``, ``exercise check``)
 returns 1; Ctrl-C (SIGINT) prints one line and returns 130, SIGTERM 143.
-``train`` writes into ``--out`` only what :mod:`minivae.runs` allows
-(``--overwrite``, ``--resume``, one run at a time). docs/guarantees.md lists what
-survives which fault.
+Every flag is checked, against its meaning, the others and the sizes it implies,
+before ``train`` creates anything on disk. ``train`` writes into ``--out`` only what
+:mod:`minivae.runs` allows (``--overwrite``, ``--resume``, ``--restore-previous``, one
+run at a time). docs/guarantees.md lists what survives which fault.
 """
 
 from __future__ import annotations
@@ -75,22 +76,24 @@ def _hidden(text: str) -> tuple:
     return widths
 
 
-def _integer(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
+def _integer(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum:g}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
         return value
 
     return parse
 
 
-def _number(minimum: float, strict: bool = False):
-    """An argparse type: a finite number >= ``minimum`` (> with ``strict``)."""
+def _number(minimum: float, strict: bool = False, maximum: float | None = None, why: str = ""):
+    """An argparse type: a finite number >= ``minimum`` (> with ``strict``), and <= ``maximum`` (``why`` says
+    what the bound means)."""
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -99,12 +102,26 @@ def _number(minimum: float, strict: bool = False):
         if not math.isfinite(value) or (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"expected a finite number {'>' if strict else '>='} {minimum}, "
                                              f"got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a number <= {maximum:g}{why}, got {text!r}")
         return value
 
     return parse
 
 
+#: The most epochs any epoch-valued flag takes (--epochs, --warmup, --lr-warmup, --step-every): a million
+#: passes over the data is beyond any run here, and keeps every count of steps an exact integer.
+MAX_EPOCHS = 10 ** 6
+
+
 POSITIVE, NON_NEGATIVE = _integer(1), _integer(0)
+EPOCHS = _number(0.0, maximum=MAX_EPOCHS, why=" epochs (minivae.cli.MAX_EPOCHS)")
+#: The fewest ring points that leave a validation and a test point (minivae.data.split_sizes).
+RING_POINTS_MIN = next(n for n in range(1, 100) if min(datasets.split_sizes(n)) >= 1)
+#: The largest --ring-noise: ten times the ring's radius; beyond it the points are noise, not a ring.
+RING_NOISE_MAX = 10.0
+#: Features of each data set, known before it is loaded.
+DATA_DIMS = {"digits": 64, "mnist": 784, "ring": 2}
 
 
 def _log_var(text: str) -> float:
@@ -173,10 +190,17 @@ TRAIN_DEFAULTS = {
 RING_POINTS, RING_NOISE = 6000, 0.05
 
 
+#: ``train``'s defaults that are the same for every data set.
+COMMON_DEFAULTS = dict(dataset="digits", data_seed=0, optimizer="adam", lr_warmup=0.0, seed=0, conditional=False)
+
+
 def _apply_defaults(args) -> None:
-    """Fill every ``train`` flag left at None from :data:`TRAIN_DEFAULTS` for ``--dataset``."""
+    """Fill every ``train`` flag left at None from :data:`COMMON_DEFAULTS` and :data:`TRAIN_DEFAULTS` for
+    ``--dataset``."""
+    for key, value in COMMON_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     table = TRAIN_DEFAULTS[args.dataset]
-    args.given = {key for key in (*table, "ring_points", "ring_noise") if getattr(args, key) is not None}
     for key, value in table.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -197,6 +221,39 @@ def data_record(dataset: str, data_seed: int, binarize: str = "none", ring_point
     if dataset == "ring":
         record.update(ring_points=ring_points, ring_noise=ring_noise)
     return record
+
+
+def check_data_record(record, flag: str) -> dict:
+    """A data record (:func:`data_record`, as a checkpoint stores it) checked as the flags it stands for would
+    be, every problem naming ``flag`` (``--checkpoint``): nothing is loaded, downloaded or allocated for a record
+    that names an unknown data set, a seed that is not one, or a ring that cannot fit in memory."""
+    def bad(what: str, value) -> ValueError:
+        return ValueError(f"{flag}: expected a data record with {what}, got {value!r}")
+
+    if not isinstance(record, dict):
+        raise bad("the fields dataset, data_seed and binarize (a dict)", record)
+    if record.get("dataset") not in DATASETS:
+        raise bad(f"a dataset among {list(DATASETS)}", record.get("dataset"))
+    seed = record.get("data_seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise bad("an integer data_seed >= 0", seed)
+    if record.get("binarize") not in datasets.BINARIZE:
+        raise bad(f"binarize among {list(datasets.BINARIZE)}", record.get("binarize"))
+    if record["dataset"] == "ring":
+        points, noise = record.get("ring_points"), record.get("ring_noise")
+        if isinstance(points, bool) or not isinstance(points, int) or points < RING_POINTS_MIN:
+            raise bad(f"an integer ring_points >= {RING_POINTS_MIN}", points)
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 < noise <= RING_NOISE_MAX:
+            raise bad(f"a ring_noise in (0, {RING_NOISE_MAX:g}]", noise)
+        if record["binarize"] != "none":
+            raise bad("binarize 'none' for the ring", record["binarize"])
+        check_ring_fits(points, flag)
+    return record
+
+
+def check_ring_fits(points: int, flag: str) -> None:
+    """A ring of ``points`` points, its split and the scores of its test part fit in memory (before any is made)."""
+    check_fits(flag, points * 2 * 8 * 8, f"{points} ring points and their splits")
 
 
 def describe(record: dict) -> str:
@@ -334,32 +391,141 @@ def cmd_train(args) -> int:
     if args.kernels == "fused" and device != "cuda":
         raise ValueError(f"--kernels: 'fused' runs CUDA kernels and needs --device cuda (or auto on a machine with a "
                          f"GPU), got --device {args.device} ({device})")
-    _apply_defaults(args)
-    _check_schedule_flags(args)
-    _check_data_dir(args, args.dataset)
-    _check_train_sizes(args)
     out = Path(args.out)
+    if args.restore_previous:
+        return _restore_previous(args, out)
+    # Every check before anything is created on disk: a refused command leaves no trace.
+    args.given = {key for key, value in vars(args).items() if value is not None}
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite: expected either --overwrite (start afresh) or --resume (continue), got both")
+    args.resumed = _load_resumed(args, out, device) if args.resume else None
+    _apply_defaults(args)
+    _check_train_flags(args)
+    created = _make_folder(out, args.out)
+    try:
+        with runs.RunLock(out):
+            folder = runs.RunFolder(out)
+            args.interrupted = lambda: folder.describe(_saved_epoch)
+            try:
+                folder.prepare(args.overwrite, args.resume)
+                runs.stage("training")
+                code = _train(args, device, out)
+                folder.finish()
+                return code
+            except BaseException as exc:
+                folder.fail()
+                if folder.restored and type(exc) in (ValueError, NonFiniteError):  # say what is on disk
+                    raise type(exc)(f"{exc}; the previous run is back in {out}") from exc
+                raise
+    finally:
+        for made in created:  # a refused or failed run into a folder it made leaves no empty folder
+            try:
+                made.rmdir()
+            except OSError:
+                break
+
+
+def _make_folder(out: Path, text: str) -> list:
+    """Create ``--out`` (and its missing parents); return the folders made, innermost first."""
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"--out: expected a directory (it is created if missing), got {args.out!r}: "
+        raise ValueError(f"--out: expected a directory (it is created if missing), got {text!r}: "
                          f"{exc.strerror}") from exc
+    return missing
+
+
+def _restore_previous(args, out: Path) -> int:
+    """``--restore-previous``: put back the run an interrupted ``--overwrite`` set aside."""
+    if args.overwrite or args.resume:
+        raise ValueError(f"--restore-previous: expected on its own (it trains nothing), got it with "
+                         f"{'--overwrite' if args.overwrite else '--resume'}")
+    if not (out / runs.PREVIOUS).is_dir():
+        raise FileNotFoundError(f"--restore-previous: expected {str(out / runs.PREVIOUS)!r}, where --overwrite sets "
+                                "a previous run aside, got no such folder")
     with runs.RunLock(out):
-        previous = runs.prepare(out, args.overwrite, args.resume)
-        done = False
-        try:
-            code = _train(args, device, out)
-            done = True
-            return code
-        finally:
-            runs.settle_previous(out, previous, done)
+        back = runs.RunFolder(out).restore()
+    print(f"restored {', '.join(back) or 'nothing'} from {out / runs.PREVIOUS} into {out}")
+    return 0
+
+
+def _load_resumed(args, out: Path, device: str):
+    """``--resume``: the stored run, its flags filling those left out and refusing those given differently."""
+    checkpoint = out / runs.CHECKPOINT
+    if not checkpoint.is_file():
+        hint = (f"; {runs.PREVIOUS}/ holds a run an interrupted --overwrite set aside: --restore-previous puts it "
+                "back") if (out / runs.PREVIOUS).is_dir() else ""
+        raise FileNotFoundError(f"--resume: expected the checkpoint of an earlier run, {str(checkpoint)!r}, got no "
+                                f"such {'file' if out.is_dir() else 'folder'}{hint}")
+    try:
+        trainer = load_trainer(checkpoint, device, args.kernels, args.engine)  # None: the run's own engine
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
+    if trainer.data is not None:
+        check_data_record(trainer.data, f"--resume: the checkpoint {checkpoint}")
+    runs.take_stored_flags(args, runs.stored_flags(trainer), checkpoint)
+    return trainer
+
+
+def _train_rows(args) -> int:
+    """Training examples of ``--dataset``, known before it is loaded (:func:`minivae.data.split_sizes`)."""
+    if args.dataset == "ring":
+        return datasets.split_sizes(args.ring_points)[0]
+    if args.dataset == "digits":
+        return datasets.split_sizes(1797)[0]  # scikit-learn's 8x8 digits
+    return datasets.split_sizes(60000, 1 / 6, 0.0)[0]  # MNIST's training file, a sixth for validation
+
+
+def _check_train_flags(args) -> None:
+    """The flags against their meaning, each other and the sizes they imply, before anything is read or made."""
+    _check_schedule_flags(args)
+    args.model_likelihood = _train_likelihood(args)
+    if args.model_likelihood == "bernoulli" and args.dataset == "ring":
+        raise ValueError(f"--likelihood: expected a Gaussian likelihood for ring, whose values lie outside [0, 1], "
+                         f"got {args.model_likelihood!r}")
+    if args.binarize != "none" and args.model_likelihood != "bernoulli":
+        raise ValueError(f"--binarize: expected --likelihood bernoulli with binarized data (a Gaussian density of "
+                         f"0/1 values is not their log-likelihood: it grows without bound as the variance shrinks), "
+                         f"got --binarize {args.binarize} with --likelihood {args.model_likelihood}")
+    _check_data_dir(args, args.dataset)
+    _check_train_sizes(args)
+    rows = _train_rows(args)
+    if args.batch_size > rows:
+        raise ValueError(f"--batch-size: expected at most the number of training examples ({rows}), "
+                         f"got {args.batch_size}")
+
+
+def _run_flags(args) -> dict:
+    """The flags that shape the rest of the run and that the model, trainer and data record do not hold:
+    saved in the checkpoint, so that ``--resume`` takes them (:func:`minivae.runs.stored_flags`)."""
+    return {"epochs": args.epochs, "lr_warmup": float(args.lr_warmup), "init_log_var": args.init_log_var,
+            "lr_min": (args.lr_min or 0.0) if args.schedule == "cosine" else None,
+            "step_every": (args.step_every or 10.0) if args.schedule == "step" else None,
+            "step_factor": (0.5 if args.step_factor is None else args.step_factor) if args.schedule == "step"
+            else None}
+
+
+def _check_cosine_length(args, trainer, n_train: int) -> None:
+    """A cosine's length is the ``--epochs`` its run started with: a resumed run may stop earlier, not go on."""
+    schedule = trainer.schedule
+    while getattr(schedule, "name", None) == "warmup":
+        schedule = schedule.after
+    if getattr(schedule, "name", None) != "cosine":
+        return
+    per_epoch = steps_per_epoch(n_train, trainer.batch_size)
+    if args.epochs * per_epoch > schedule.total_steps:
+        started = (trainer.flags or {}).get("epochs") or schedule.total_steps / per_epoch
+        raise ValueError(f"--epochs: expected at most {started:g}, the epochs of this cosine run (its learning rate "
+                         f"falls to --lr-min over the --epochs it started with, and is neither stretched nor "
+                         f"continued), got {args.epochs}; train longer in a new run (--overwrite or another --out)")
 
 
 def _train(args, device: str, out: Path) -> int:
     """``train`` in the folder ``out``, which this process holds (:class:`minivae.runs.RunLock`)."""
     record = data_record(args.dataset, args.data_seed, args.binarize, args.ring_points, args.ring_noise)
     split, (c_train, c_val, c_test) = load_dataset(record, args.conditional, args.data_dir)
-    likelihood = _train_likelihood(args)
+    likelihood = args.model_likelihood
     if args.batch_size > split.train.shape[0]:
         raise ValueError(f"--batch-size: expected at most the number of training examples "
                          f"({split.train.shape[0]}), got {args.batch_size}")
@@ -373,9 +539,13 @@ def _train(args, device: str, out: Path) -> int:
     checkpoint = out / runs.CHECKPOINT
     _check_free_space(out, config)
     if args.resume:
-        trainer = _resume(args, checkpoint, device, record, config)
-        trainer.schedule = _schedule(args, split.train.shape[0])  # the stored one for the same --epochs; else over
-        model = trainer.model                                      # the new --epochs (a cosine reaches its end there)
+        trainer = args.resumed  # its schedule as stored: the run continues it exactly
+        if config != trainer.model.config:  # a checkpoint without a data record, resumed on other data
+            raise ValueError(f"--resume: expected data for the stored model {trainer.model.config}, got "
+                             f"{describe(record)}, which makes {config}; give the run's --dataset")
+        _check_cosine_length(args, trainer, split.train.shape[0])
+        print(f"resuming {checkpoint} after epoch {trainer.epoch}")
+        model = trainer.model
     else:
         model = build_model(config, seed=args.seed, device=device)
         if args.init_log_var is not None:
@@ -384,9 +554,9 @@ def _train(args, device: str, out: Path) -> int:
                           seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]),
                           engine=args.engine or "fast")
         trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
+        trainer.flags = _run_flags(args)  # and --resume takes the run's other flags from it
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
           f"{split.test.shape[0]} test examples")
-    args.interrupted = lambda: _saved_epoch(checkpoint)
     epochs = args.epochs - trainer.epoch
     if epochs <= 0:
         print(f"the run already has {trainer.epoch} epochs (--epochs {args.epochs}): nothing to train")
@@ -442,19 +612,6 @@ def _saved_epoch(checkpoint: Path) -> str:
     return f"the checkpoint {checkpoint} holds epoch {epoch}; continue with --resume"
 
 
-def _resume(args, checkpoint: Path, device: str, record: dict, config):
-    """The stored run of ``--out``, refusing flags that would change its model, data or training."""
-    try:
-        trainer = load_trainer(checkpoint, device, args.kernels, args.engine)  # None: the run's own engine
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
-    for flag, now, then in runs.mismatches(args, trainer, record, config):
-        raise ValueError(f"{flag}: expected the resumed run's value {then!r} (from {checkpoint}), got {now!r}; "
-                         "leave it out or give the same value (only flags such as --epochs and --k may change)")
-    print(f"resuming {checkpoint} after epoch {trainer.epoch}")
-    return trainer
-
-
 def _check_data_dir(args, dataset: str) -> None:
     """``--data-dir``: only with MNIST, and a folder (created if missing), not a file."""
     if args.data_dir is None:
@@ -469,9 +626,9 @@ def _check_data_dir(args, dataset: str) -> None:
 
 def _check_train_sizes(args) -> None:
     """Refuse, before anything is allocated, sizes that cannot fit in memory, naming the flag."""
-    D = {"digits": 64, "mnist": 784, "ring": 2}[args.dataset]
+    D = DATA_DIMS[args.dataset]
     if args.dataset == "ring":
-        check_fits("--ring-points", args.ring_points * 2 * 8 * 8, f"{args.ring_points} points and their splits")
+        check_ring_fits(args.ring_points, "--ring-points")
     config = VAEConfig(data_dim=D, latent_dim=args.latent, hidden=args.hidden, activation=args.activation,
                        likelihood=args.likelihood if args.fixed_variance is None else "gaussian_fixed",
                        n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init)
@@ -529,6 +686,21 @@ def set_decoder_log_var(model, log_var: float) -> None:
         raise ValueError(f"--init-log-var: expected a likelihood with a learned variance, got {likelihood!r}")
 
 
+#: The fewest test examples on which a collapse verdict is given: the sample variance of N points has a relative
+#: standard error of sqrt(2 / (N - 1)) for Gaussian data, a third or less from N = 20.
+COLLAPSE_MIN_EXAMPLES = 20
+
+
+def collapse_advice(config) -> str:
+    """What may wake a collapsed latent space, among the flags that fit this model."""
+    remedies = ["KL warm-up (--warmup)"]
+    if config.likelihood in ("gaussian_shared", "gaussian_per_dim", "gaussian_per_example"):
+        remedies.append("a smaller starting decoder variance (--init-log-var)")
+    elif config.likelihood == "gaussian_fixed":
+        remedies.append("a smaller fixed decoder variance (--fixed-variance)")
+    return f"Try {', '.join(remedies)} or more epochs."
+
+
 def _report_active_units(model, x, c, dataset: str) -> None:
     """Print the active latent units on ``x``; warn on stderr when fewer than the data need are active."""
     active = model.active_units(x, c)
@@ -536,11 +708,15 @@ def _report_active_units(model, x, c, dataset: str) -> None:
     activity = ", ".join(f"{a:.3g}" for a in active.activity)
     print(f"active latent units: {active.count} of {K} (Cov_x E_q[z_k] > {active.threshold:g}: {activity})")
     needed = 2 if dataset == "ring" else 1  # the ring is a 2-D manifold; any data set needs at least one
-    if active.count < min(needed, K):
-        what = "POSTERIOR COLLAPSE" if active.count == 0 else "PARTIAL POSTERIOR COLLAPSE"
-        print(f"minivae train: warning: {what}: only {active.count} of {K} latent units are active (the data "
-              f"need at least {needed}); the decoder ignores z. Try KL warm-up (--warmup), a smaller starting "
-              f"decoder variance (--init-log-var) or more epochs.", file=sys.stderr)
+    if active.count >= min(needed, K):
+        return
+    if x.shape[0] < COLLAPSE_MIN_EXAMPLES:
+        print(f"note: no verdict on posterior collapse: the test split has {x.shape[0]} examples, too few to "
+              f"estimate the latent units' activity (at least {COLLAPSE_MIN_EXAMPLES})", file=sys.stderr)
+        return
+    what = "POSTERIOR COLLAPSE" if active.count == 0 else "PARTIAL POSTERIOR COLLAPSE"
+    print(f"minivae train: warning: {what}: only {active.count} of {K} latent units are active (the data "
+          f"need at least {needed}); the decoder ignores z. {collapse_advice(model.config)}", file=sys.stderr)
 
 
 def cmd_sample(args) -> int:
@@ -609,6 +785,8 @@ def _score_record(args, model) -> dict:
                             else "mnist", 0)
         print(f"note: the checkpoint does not record its data (written by an older minivae); assuming "
               f"{describe(saved)} unless --dataset/--data-seed/--binarize say otherwise", file=sys.stderr)
+    else:
+        check_data_record(saved, "--checkpoint")
     dataset = args.dataset or saved["dataset"]
     if dataset == saved["dataset"]:
         record = dict(saved)
@@ -622,6 +800,20 @@ def _score_record(args, model) -> dict:
             if key == "binarize" and dataset == "ring" and value != "none":
                 raise ValueError(f"--binarize: expected 'none' for the ring, got {value!r}")
             record[key] = value
+    if dataset == "ring":
+        check_ring_fits(record["ring_points"], "--ring-points" if args.ring_points is not None else "--checkpoint")
+    flag = "--dataset" if args.dataset is not None else "--checkpoint"
+    if DATA_DIMS[dataset] != model.config.data_dim:
+        raise ValueError(f"{flag}: expected data with {model.config.data_dim} features (the model's data_dim), "
+                         f"got {dataset} with {DATA_DIMS[dataset]}")
+    if model.conditional and (dataset == "ring" or model.config.condition_dim != 10):
+        raise ValueError(f"--checkpoint: expected a conditional model with one condition per class of {dataset} "
+                         f"({'none: the ring has no labels' if dataset == 'ring' else 10}), got one with "
+                         f"{model.config.condition_dim}")
+    if record["binarize"] != "none" and model.config.likelihood != "bernoulli":
+        raise ValueError(f"{'--binarize' if args.binarize is not None else '--checkpoint'}: expected a Bernoulli "
+                         f"model for binarized data (a Gaussian density of 0/1 values is not their log-likelihood), "
+                         f"got a {model.config.likelihood} model with --binarize {record['binarize']}")
     return record
 
 
@@ -734,11 +926,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--samples", type=POSITIVE, default=samples, help="Monte Carlo samples S of z per example")
         p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="the model's seed: initial weights, noise, order")
 
-    def data_flags(p, data_seed=0):
-        p.add_argument("--data-seed", type=NON_NEGATIVE, default=data_seed,
-                       help="fixes the ring's points and the train/validation/test split, whatever --seed is")
-        p.add_argument("--ring-points", type=_integer(3), default=None, help="points in the ring data set")
-        p.add_argument("--ring-noise", type=_number(0.0, strict=True), default=None,
+    def data_flags(p):
+        p.add_argument("--data-seed", type=NON_NEGATIVE, default=None,
+                       help="fixes the ring's points and the train/validation/test split, whatever --seed is "
+                            "(default 0; score: the checkpoint's)")
+        p.add_argument("--ring-points", type=_integer(RING_POINTS_MIN), default=None,
+                       help=f"points in the ring data set (at least {RING_POINTS_MIN}: one for validation and one "
+                            "for test)")
+        p.add_argument("--ring-noise", type=_number(0.0, strict=True, maximum=RING_NOISE_MAX,
+                                                    why=" (ten times the ring's radius)"), default=None,
                        help="standard deviation of the ring's added noise")
         p.add_argument("--binarize", choices=datasets.BINARIZE, default=None,
                        help="grey levels as they are (none), x > 0.5 (threshold), or x ~ Bernoulli(grey) "
@@ -750,37 +946,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a VAE, save a checkpoint and a picture, print the test log-likelihood",
                        description="Flags not given take the data set's defaults (minivae.cli.TRAIN_DEFAULTS).")
-    t.add_argument("--dataset", choices=DATASETS, default="digits")
+    t.add_argument("--dataset", choices=DATASETS, default=None, help="default: digits")
     t.add_argument("--data-dir", default=None, help="where MNIST's IDX files are kept (downloaded on first use)")
     data_flags(t)
-    t.add_argument("--epochs", type=POSITIVE, default=None)
+    t.add_argument("--epochs", type=_integer(1, MAX_EPOCHS), default=None)
     t.add_argument("--batch-size", type=POSITIVE, default=None)
     t.add_argument("--lr", type=_number(0.0, strict=True), default=None)
-    t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="default: adam")
     t.add_argument("--schedule", choices=("constant", "step", "cosine"), default=None,
                    help="learning rate: constant --lr; step: times --step-factor every --step-every epochs; "
                         "cosine: from --lr down to --lr-min over --epochs")
-    t.add_argument("--lr-warmup", type=_number(0.0), default=0.0, metavar="EPOCHS",
+    t.add_argument("--lr-warmup", type=EPOCHS, default=None, metavar="EPOCHS",
                    help="learning-rate warm-up: rises linearly from 0 over these epochs (0: none)")
     t.add_argument("--lr-min", type=_number(0.0), default=None, help="cosine's final learning rate (default 0)")
-    t.add_argument("--step-every", type=_number(0.0, strict=True), default=None, metavar="EPOCHS",
+    t.add_argument("--step-every", type=_number(0.0, strict=True, maximum=MAX_EPOCHS,
+                                                why=" epochs (minivae.cli.MAX_EPOCHS)"), default=None, metavar="EPOCHS",
                    help="step schedule: epochs between decays (default 10)")
     t.add_argument("--step-factor", type=_fraction, default=None, help="step schedule: factor in (0, 1] (default 0.5)")
-    t.add_argument("--warmup", type=_number(0.0), default=None, help="KL warm-up epochs")
+    t.add_argument("--warmup", type=EPOCHS, default=None, help="KL warm-up epochs")
     t.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                    help="default: bernoulli for images, gaussian_shared for the ring")
     t.add_argument("--init-log-var", type=_log_var, default=None,
                    help="the decoder's starting log-variance (learned-variance Gaussian likelihoods)")
     t.add_argument("--fixed-variance", type=_variance, default=None,
                    help="hold the decoder's variance fixed at this value (likelihood gaussian_fixed)")
-    t.add_argument("--conditional", action="store_true", help="train a conditional VAE on one-hot labels")
+    t.add_argument("--conditional", action="store_true", default=None,
+                   help="train a conditional VAE on one-hot labels")
     t.add_argument("--k", type=POSITIVE, default=1000, help="importance samples for the test log-likelihood")
     t.add_argument("--out", default="runs/minivae", help="output directory")
     t.add_argument("--overwrite", action="store_true",
                    help="--out holds another run: remove its files and start afresh")
     t.add_argument("--resume", action="store_true",
-                   help="--out holds an interrupted run: continue it from its checkpoint up to --epochs "
-                        "(model and data flags must match it; --engine may differ)")
+                   help="--out holds an interrupted run: continue it from its checkpoint up to --epochs (default: "
+                        "the run's own); every other flag left out is the run's, one given must match it "
+                        "(--engine may differ)")
+    t.add_argument("--restore-previous", action="store_true",
+                   help="put back the run an interrupted --overwrite set aside in --out/.previous/, and stop")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
@@ -792,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initial weights: he (normal, variance 2/fan-in, zero biases) or torch (nn.Linear's uniform); "
                         "default: the data set's (torch, he for the ring)")
     device_flag(t)
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, seed=None)  # None: 0, or the resumed run's
 
     s = sub.add_parser("sample", help="generate new examples from a checkpoint")
     s.add_argument("--checkpoint", required=True)
@@ -809,7 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", choices=DATASETS, default=None, help="default: the data the model was trained on")
     c.add_argument("--data-dir", default=None)
     c.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: test")
-    data_flags(c, data_seed=None)  # None: as the checkpoint records
+    data_flags(c)  # None: as the checkpoint records
     c.add_argument("--input", default=None, help="score the rows of this .npy file instead of a data set")
     c.add_argument("--k", type=POSITIVE, default=1000)
     c.add_argument("--per-example", action="store_true", help="also print each example's log-likelihood")
@@ -840,8 +1041,16 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwinds like KeyboardInterrupt, so files are closed, temporaries removed, locks released."""
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    """The first SIGINT or SIGTERM ends the command; those that follow are ignored while it cleans up (puts a
+    previous run back, releases its lock, prints its one line), so a burst of Ctrl-C cannot cut that short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore)  # a Python no-op, not SIG_IGN: one already pending must find a handler
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _ignore(signum, frame):
+    """A signal that follows the first: the command is already ending."""
 
 
 #: What to make smaller when a command runs out of memory.
@@ -855,13 +1064,17 @@ EXIT_OK, EXIT_FAILED_CHECK, EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130
 
 
 def main(argv=None) -> int:
+    """Run one command (``argv``: the words after ``minivae``; None: the program's own arguments). The first
+    SIGINT or SIGTERM ends it with one line; run as the program (``argv`` None), it goes on ignoring those that
+    follow until the process exits, while a caller from Python gets its own handlers back."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.interrupted = lambda: "nothing was written"
-    previous = None
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread: the signals keep their handlers
         pass
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # results are checked for finiteness
@@ -882,8 +1095,11 @@ def main(argv=None) -> int:
         print(f"minivae {args.command}: terminated (SIGTERM): {args.interrupted()}", file=sys.stderr)
         return EXIT_SIGTERM
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        ended_by_signal = signal.getsignal(signal.SIGINT) is _ignore
+        for sig, handler in previous.items():
+            # As the program, ended by a signal: SIG_IGN, which Python keeps while it shuts down (it puts back
+            # SIG_DFL in place of a Python handler, and a late Ctrl-C would then kill it mid-exit).
+            signal.signal(sig, handler if argv is not None or not ended_by_signal else signal.SIG_IGN)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,6 +144,13 @@ class DataSplit(NamedTuple):
     test_labels: np.ndarray | None
 
 
+def split_sizes(n: int, val_fraction: float = 0.1, test_fraction: float = 0.1) -> tuple:
+    """The rows ``(train, validation, test)`` :func:`train_val_test_split` makes of ``n``: ``round(fraction * n)``
+    for each held-out part, the rest for training (negative when nothing is left)."""
+    n_val, n_test = round(val_fraction * n), round(test_fraction * n)
+    return n - n_val - n_test, n_val, n_test
+
+
 def train_val_test_split(x: np.ndarray, labels: np.ndarray | None = None, *, val_fraction: float = 0.1,
                          test_fraction: float = 0.1, rng) -> DataSplit:
     """Shuffle the rows of ``x`` (N, D) and cut them into training, validation and test parts.
@@ -166,7 +173,7 @@ def train_val_test_split(x: np.ndarray, labels: np.ndarray | None = None, *, val
     val_fraction = check_float("val_fraction", val_fraction, minimum=0.0, maximum=1.0)
     test_fraction = check_float("test_fraction", test_fraction, minimum=0.0, maximum=1.0)
     n = x.shape[0]
-    n_val, n_test = round(val_fraction * n), round(test_fraction * n)
+    _, n_val, n_test = split_sizes(n, val_fraction, test_fraction)
     if n - n_val - n_test < 1:
         raise ValueError(f"val_fraction, test_fraction: expected to leave at least one training row of {n}, "
                          f"got {n_val} validation + {n_test} test rows")

@@ -143,6 +143,8 @@ def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
     }
     if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
         meta["data"] = trainer.data
+    if trainer.flags is not None:  # the run's other flags (the CLI's): a resumed run takes them
+        meta["flags"] = trainer.flags
     save_checkpoint(path, arrays, meta, argument=argument)
 
 
@@ -191,6 +193,9 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str 
         trainer._reseed_noise()  # on the GPU, from (seed, step count); on the CPU it is trainer.rng, just restored
         trainer.history = History(**state["history"])
         trainer.data = meta.get("data")
+        trainer.flags = meta.get("flags")
+        if trainer.flags is not None and not isinstance(trainer.flags, dict):
+            raise ValueError(f"flags: expected a dict, got {trainer.flags!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad training state: {exc}") from exc
     return trainer

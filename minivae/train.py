@@ -113,6 +113,7 @@ class Trainer:
         self.step_count = 0
         self.history = History()
         self.data = None  # how the training data were made (a JSON-able dict, e.g. the CLI's), saved in checkpoints
+        self.flags = None  # the flags that shape the rest of the run (the CLI's, JSON-able), saved in checkpoints
         self._reseed_noise()
         self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see _check_finite)
         self._finite = model.params.xp.empty(model.params.size, dtype=bool)  # isfinite(grad), reused every step
