@@ -697,7 +697,7 @@ def cmd_exercise(args) -> int:
 
     if args.action == "list":
         for name, exercise in EXERCISES.items():
-            print(f"{name:<11} {exercise.function:<24} {exercise.summary}")
+            print(f"{name:<14} {exercise.function:<27} {exercise.summary}")
         print("\nminivae exercise show NAME > my_NAME.py  prints a stub to fill in; "
               "minivae exercise check NAME my_NAME.py  checks it")
         return 0
@@ -714,7 +714,7 @@ def cmd_exercise(args) -> int:
     report = check_file(args.name, args.file, timeout=args.timeout)  # the file runs in a child process
     if report.error:  # it could not be loaded or run: one line, exit 2
         raise ValueError(f"FILE: {report.error}" if not report.error.startswith("FILE:") else report.error)
-    if getattr(report, "printed", ""):
+    if report.printed:
         print(f"{Path(args.file).name} printed:\n" + report.printed + "\n", end="")
     print(report.text(), end="")
     if args.answer:

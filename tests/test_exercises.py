@@ -5,7 +5,6 @@ line and exit status 2; and the learner's file cannot reach the judge. Files are
 batch (``check_files``), to keep this file fast."""
 
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from minivae import VAE
+from minivae.cli import main
 from minivae.exercises import EXERCISES, check, check_file, check_files, get_exercise
 from minivae.exercises.capstone import neg_elbo
 
@@ -149,15 +149,14 @@ def test_the_mlp_names_its_gradients_as_the_stub_does():
 
 
 def _elbo_wrong(dlog_var_kl=1.0, dmu_z=1.0, first_layer=1.0, decoder=1.0):
-    from minivae.exercises.capstone import TANH, elbo_backward
+    from minivae.exercises.capstone import TANH, elbo_parts
     from minivae.mlp import mlp_backward
     from minivae.reparam import join_head
 
     def wrong(x, noise, encoder, decoder_weights, beta):
-        (mu_z, lv_z), (mu_kl, lv_kl), cache = elbo_backward(x, noise, encoder, decoder_weights, beta, parts=True)
+        (mu_z, lv_z), (mu_kl, lv_kl), cache, dec = elbo_parts(x, noise, encoder, decoder_weights, beta)
         _, enc = mlp_backward(join_head(dmu_z * mu_z + mu_kl, lv_z + dlog_var_kl * lv_kl), cache, TANH,
                               need_dx=False)
-        _, dec = elbo_backward(x, noise, encoder, decoder_weights, beta)
         return [(enc[0][0] * first_layer, enc[0][1]), enc[1]], [tuple(g * decoder for g in pair) for pair in dec]
     return lambda x, noise, encoder, decoder, beta: wrong(x, noise, encoder, decoder, beta)
 
@@ -360,24 +359,30 @@ BROKEN = {
 }
 
 
+def _main(capsys, *args):
+    """The command in this process (the learner's file still runs in a child): (status, stdout, stderr)."""
+    status = main(["exercise", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 @pytest.mark.parametrize("name", list(BROKEN))
-def test_a_file_that_cannot_run_ends_in_one_line_and_exit_2(tmp_path, name):
+def test_a_file_that_cannot_run_ends_in_one_line_and_exit_2(tmp_path, capsys, name):
     source, words = BROKEN[name]
     path = str(get_exercise("kl").stub) if name == "stub" else str(tmp_path / name)
     if source is not None:
         Path(path).write_text(source)
-    done = _cli("check", "kl", path, "--timeout", "1")
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert done.stderr.startswith("minivae exercise: error: ") and words in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    status, out, err = _main(capsys, "check", "kl", path, "--timeout", "1")
+    assert status == 2, out + err
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("minivae exercise: error: ") and words in err, err
+    assert "Traceback" not in err
 
 
-def test_the_command_line_says_what_is_missing():
-    no_name = _cli("check")
-    assert no_name.returncode == 2 and "NAME: expected an exercise name" in no_name.stderr
-    no_file = _cli("check", "kl")
-    assert no_file.returncode == 2 and "FILE: expected the Python file defining kl_backward()" in no_file.stderr
-    unknown = _cli("show", "nope")
-    assert unknown.returncode == 2 and "exercise: expected one of" in unknown.stderr
-    assert os.path.isdir(SOLUTIONS)
+def test_the_command_line_says_what_is_missing(capsys):
+    status, _, err = _main(capsys, "check")
+    assert status == 2 and "NAME: expected an exercise name" in err
+    status, _, err = _main(capsys, "check", "kl")
+    assert status == 2 and "FILE: expected the Python file defining kl_backward()" in err
+    status, _, err = _main(capsys, "show", "nope")
+    assert status == 2 and "exercise: expected one of" in err

@@ -90,9 +90,10 @@ def neg_elbo(x, noise, encoder, decoder, beta, gaussian=False):
     return beta * kl_forward(mu, log_var)[0].mean() + nll.mean()
 
 
-def elbo_backward(x, noise, encoder, decoder, beta, gaussian=False, dnll_scale=None, dkl_scale=None,
-                  kl_path=True, parts=False):
-    """Every gradient of :func:`neg_elbo`; ``parts``: the encoder output's gradient through z and through the KL."""
+def elbo_parts(x, noise, encoder, decoder, beta, gaussian=False, dnll_scale=None, dkl_scale=None):
+    """The backward of :func:`neg_elbo` up to the encoder's output: the gradient of [mu, log_var] through z and
+    through the KL, kept apart, the encoder's cache and the decoder's gradients. (``dnll_scale`` and ``dkl_scale``
+    replace 1/(S N) and beta/N: the catalogue's wrong answers use them.)"""
     n_samples, batch, latent = noise.shape
     enc_out, enc_cache = mlp_forward(x, encoder, TANH)
     mu, log_var = split_head(enc_out)
@@ -111,24 +112,39 @@ def elbo_backward(x, noise, encoder, decoder, beta, gaussian=False, dnll_scale=N
         _, nll_cache = bernoulli_nll_forward(out, x)
         dout = bernoulli_nll_backward(dnll, nll_cache)
     dz, dec_grads = mlp_backward(dout.reshape(n_samples * batch, -1), dec_cache, TANH)
-    dmu_from_z, dlog_var_from_z = reparameterize_backward(dz.reshape(n_samples, batch, latent), rep_cache)
-    dmu_from_kl, dlog_var_from_kl = kl_backward(dkl, kl_cache)
-    if parts:
-        return (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache
+    from_z = reparameterize_backward(dz.reshape(n_samples, batch, latent), rep_cache)
+    from_kl = kl_backward(dkl, kl_cache)
+    return from_z, from_kl, enc_cache, dec_grads
+
+
+def elbo_backward(x, noise, encoder, decoder, beta, gaussian=False, kl_path=True, **scales):
+    """Every gradient of :func:`neg_elbo`: (encoder_grads, decoder_grads)."""
+    (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache, dec_grads = elbo_parts(
+        x, noise, encoder, decoder, beta, gaussian, **scales)
     dmu = dmu_from_z + dmu_from_kl if kl_path else dmu_from_z  # mu feeds both z and the KL
     dlog_var = dlog_var_from_z + dlog_var_from_kl if kl_path else dlog_var_from_z
     _, enc_grads = mlp_backward(join_head(dmu, dlog_var), enc_cache, TANH, need_dx=False)
     return enc_grads, dec_grads
 
 
-@_uses(elbo_backward)
+@_uses(elbo_parts)
 def elbo_answer(x, noise, encoder, decoder, beta):
-    return elbo_backward(x, noise, encoder, decoder, beta)
+    (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache, dec_grads = elbo_parts(
+        x, noise, encoder, decoder, beta)
+    dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL (eq. elbo-bwd)
+    dlog_var = dlog_var_from_z + dlog_var_from_kl
+    _, enc_grads = mlp_backward(join_head(dmu, dlog_var), enc_cache, TANH, need_dx=False)
+    return enc_grads, dec_grads
 
 
-@_uses(elbo_backward)
+@_uses(elbo_parts)
 def elbo_gaussian_answer(x, noise, encoder, decoder, beta):
-    return elbo_backward(x, noise, encoder, decoder, beta, gaussian=True)
+    (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache, dec_grads = elbo_parts(
+        x, noise, encoder, decoder, beta, gaussian=True)
+    dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL (eq. elbo-bwd)
+    dlog_var = dlog_var_from_z + dlog_var_from_kl
+    _, enc_grads = mlp_backward(join_head(dmu, dlog_var), enc_cache, TANH, need_dx=False)
+    return enc_grads, dec_grads
 
 
 def _factors(a):
@@ -141,9 +157,9 @@ def elbo_stage(inputs, yours, expected, gaussian=False) -> list:
     if any(relative_error(yours[k], expected[k]) > FD_TOLERANCE for k in expected if k.startswith("decoder")):
         return ["the decoder's gradients are wrong: the reconstruction term's backward (the likelihood's "
                 "gradient, its scale 1/(S N), the decoder's MLP backward)"]
-    (mu_z, lv_z), (mu_kl, lv_kl), enc_cache = elbo_backward(**inputs, gaussian=gaussian, parts=True)
-    h = enc_cache.affine[1].x if hasattr(enc_cache.affine[1], "x") else None
-    if h is None or len(h) > h.shape[1] + 1:
+    (mu_z, lv_z), (mu_kl, lv_kl), enc_cache, _ = elbo_parts(**inputs, gaussian=gaussian)
+    h = enc_cache.affine[1].x  # the input of the encoder's last layer
+    if len(h) > h.shape[1] + 1:  # more examples than [h, 1] has columns: the output's gradient is not determined
         return []
     system = np.concatenate([h, np.ones((len(h), 1))], axis=1)  # [dW2; db2] = [h, 1]^T dhead
     target = np.concatenate([yours["encoder dW2"], yours["encoder db2"][None, :]], axis=0)

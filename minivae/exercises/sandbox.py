@@ -33,6 +33,8 @@ DEFAULT_TIMEOUT = 60.0
 def _site_directories() -> list:
     """Where NumPy and SciPy are installed (the child runs without ``site``, which would add them)."""
     directories = list(site.getsitepackages()) + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        directories.append(site.getusersitepackages())
     return list(dict.fromkeys(d for d in directories if Path(d).is_dir()))
 
 
@@ -75,7 +77,9 @@ def _say(problem: dict, exercise: Exercise, path: Path, cases) -> tuple:
     kind, message, where = problem["kind"], problem.get("message", ""), problem.get("where", "")
     at = f" ({where})" if where else ""
     stage = problem.get("stage", "import")
-    when = "at import" if stage == "import" else f"on {stage} ({cases[problem['case']].label})"
+    number = problem.get("case", -1)
+    label = f" ({cases[number].label})" if isinstance(number, int) and 0 <= number < len(cases) else ""
+    when = "at import" if stage == "import" else f"on {stage}{label}"
     if kind == "library":
         return 1, (f"{path.name} imports {message}{at}: the exercise is to write {exercise.function} yourself; "
                    f"NumPy, SciPy and your own files are allowed, minivae is not")
@@ -116,18 +120,28 @@ def check_files(exercise: Exercise, paths, timeout: float = DEFAULT_TIMEOUT) -> 
         with np.load(io.BytesIO(done.stdout), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         answers = json.loads(str(arrays.pop("tree")))
+        if not isinstance(answers, list) or len(answers) != len(paths):
+            raise ValueError("one answer per file")
     except (ValueError, OSError, KeyError) as exc:
         line = f"the result of {exercise.function} could not be read ({type(exc).__name__})"
         return [Report(exercise, error=line) for _ in paths]
     reports = []
     for path, answer in zip(paths, answers):
-        problem = answer.get("problem")
+        problem = answer.get("problem") if isinstance(answer, dict) else {"kind": "exception",
+                                                                          "message": "an unreadable answer"}
         if problem:
             status, line = _say(problem, exercise, path, cases)
             reports.append(Report(exercise, problem=line) if status == 1 else Report(exercise, error=line))
             continue
-        results = [_decode(call["result"], arrays) for call in answer["calls"]]
-        afters = [_decode(call["after"], arrays) for call in answer["calls"]]
+        try:
+            results = [_decode(call["result"], arrays) for call in answer["calls"]]
+            afters = [_decode(call["after"], arrays) for call in answer["calls"]]
+            if len(results) != len(cases):
+                raise ValueError("one result per case")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            reports.append(Report(exercise, error=f"the result of {exercise.function} could not be read "
+                                                  f"({type(exc).__name__})"))
+            continue
         try:
             reports.append(judge(exercise, results, afters))
         except ExerciseError as exc:
