@@ -129,6 +129,10 @@ def test_nan_inf_zero_complex_dtype_and_shape_are_named():
         lambda dkl, mu, log_var: (right(dkl, mu, log_var)[0].astype(np.float32), right(dkl, mu, log_var)[1]))
     assert "dmu has shape (4,); expected (4, 2)" in say(lambda dkl, mu, log_var: (right(dkl, mu, log_var)[0].sum(1),
                                                                                   right(dkl, mu, log_var)[1]))
+    # at log-variances of +-30 the entries are ~1e13 and ~1: the large do not hide a wrong small one
+    small_wrong = say(lambda dkl, mu, log_var: (right(dkl, mu, log_var)[0],
+                                                np.where(log_var < -29, 0.0, right(dkl, mu, log_var)[1])))
+    assert "case 4 (log-variances +-30" in small_wrong and "3 of 6 entries differ" in small_wrong
     affine = EXERCISES["affine"]
     text = check(affine, lambda dout, x, W, b: (dout @ W.T, dout.T @ x, dout.sum(0))).text()
     assert "dW is the transpose of the right answer" in text
