@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import signal
 import site
@@ -36,6 +37,24 @@ def _site_directories() -> list:
     if site.ENABLE_USER_SITE:
         directories.append(site.getusersitepackages())
     return list(dict.fromkeys(d for d in directories if Path(d).is_dir()))
+
+
+def _run_child(job: bytes, timeout: float) -> tuple:
+    """(exit status, stdout, stderr) of the child given ``job``. It leads a process group of its own, and the whole
+    group is killed when the time is up or this process is interrupted, so nothing the learner's code started
+    outlives the check."""
+    with subprocess.Popen([sys.executable, "-I", "-S", str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, start_new_session=True) as child:
+        try:
+            stdout, stderr = child.communicate(job, timeout=timeout)
+        except BaseException:  # the time limit, Ctrl-C, SIGTERM: end the group, then say so
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child.communicate()
+            raise
+        return child.returncode, stdout, stderr
 
 
 def _decode(tree, arrays):
@@ -103,21 +122,20 @@ def check_files(exercise: Exercise, paths, timeout: float = DEFAULT_TIMEOUT) -> 
     job = {"paths": [str(p) for p in paths], "function": exercise.function, "site": _site_directories(),
            "cases": pickle.dumps([case.inputs for case in cases])}
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", str(CHILD)], input=pickle.dumps(job),
-                              capture_output=True, timeout=timeout)
+        status, stdout, stderr = _run_child(pickle.dumps(job), timeout)
     except subprocess.TimeoutExpired:
         line = f"{', '.join(p.name for p in paths)} did not finish within {timeout:g} s (an endless loop? " \
                f"--timeout sets the limit)"
         return [Report(exercise, error=line) for _ in paths]
-    if done.returncode != 0 or not done.stdout:
-        if done.returncode < 0:
-            how = f"was killed by {signal.Signals(-done.returncode).name}"
+    if status != 0 or not stdout:
+        if status < 0:
+            how = f"was killed by {signal.Signals(-status).name}"
         else:
-            how = f"ended the process with status {done.returncode} (os._exit?)"
+            how = f"ended the process with status {status} (os._exit?)"
         line = f"{', '.join(p.name for p in paths)} {how} before {exercise.function} had answered every case"
         return [Report(exercise, error=line) for _ in paths]
     try:
-        with np.load(io.BytesIO(done.stdout), allow_pickle=False) as archive:
+        with np.load(io.BytesIO(stdout), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         answers = json.loads(str(arrays.pop("tree")))
         if not isinstance(answers, list) or len(answers) != len(paths):
@@ -146,7 +164,7 @@ def check_files(exercise: Exercise, paths, timeout: float = DEFAULT_TIMEOUT) -> 
             reports.append(judge(exercise, results, afters))
         except ExerciseError as exc:
             reports.append(Report(exercise, error=f"{exc} ({path.name})"))
-    printed = done.stderr.decode("utf-8", "replace").strip()
+    printed = stderr.decode("utf-8", "replace").strip()
     for report in reports:
         report.printed = printed
     return reports
