@@ -53,6 +53,7 @@ def test_each_exercise_has_several_cases_a_batch_of_one_and_its_own_stub():
 def test_the_cases_reach_the_extremes():
     kl = [c.inputs["log_var"] for c in EXERCISES["kl"].cases()]
     assert max(np.abs(v).max() for v in kl) == 30.0
+    assert max(np.abs(c.inputs["log_var"]).max() for c in EXERCISES["gaussian"].cases()) == 30.0
     assert max(np.abs(c.inputs["logits"]).max() for c in EXERCISES["bernoulli"].cases()) == 800.0
     assert min(c.inputs["v"].min() for c in EXERCISES["adam"].cases()) < 1e-18
     adam = EXERCISES["adam"].cases()

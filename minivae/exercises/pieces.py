@@ -18,7 +18,7 @@ from ..likelihoods import bernoulli_nll_backward, bernoulli_nll_forward, gaussia
 from ..mlp import mlp_backward, mlp_forward
 from ..optim import Adam
 from ..params import ParamBuffer
-from ..reparam import reparameterize_backward, reparameterize_forward
+from ..reparam import LOG_VAR_LIMIT, reparameterize_backward, reparameterize_forward
 from .checker import Case, Exercise, Mistake
 
 TANH = get_activation("tanh")
@@ -267,9 +267,11 @@ nll_n = sum_d softplus(l_nd) - x_nd l_nd (eq. bern-nll), softplus' = sigmoid, so
 
 def _gaussian_inputs(rng, N, D, extreme=False):
     log_var = rng.normal(0, 0.7, (N, D))
-    if extreme:  # the library clips log-variances to +-20 (eq. logvar-clamp); the stub's formula holds inside
-        log_var.flat[::2] = 19.5
-        log_var.flat[1::2] = -19.5
+    if extreme:  # just inside and beyond the clip to +-LOG_VAR_LIMIT = 20 (eq. logvar-clamp)
+        log_var.flat[::4] = 30.0
+        log_var.flat[1::4] = -30.0
+        log_var.flat[2::4] = 19.5
+        log_var.flat[3::4] = -19.5
     return {"dnll": rng.normal(size=N), "mean": rng.normal(size=(N, D)), "log_var": log_var,
             "x": rng.normal(size=(N, D))}
 
@@ -280,10 +282,11 @@ def gaussian_answer(dnll, mean, log_var, x):
     return gaussian_nll_backward(dnll, cache)
 
 
-def _gaussian_wrong(dnll, mean, log_var, x, var_power=1.0, sign=1.0, half=0.5):
-    var = np.exp(var_power * log_var)
+def _gaussian_wrong(dnll, mean, log_var, x, var_power=1.0, sign=1.0, half=0.5, clip=True):
+    inside = np.abs(log_var) < LOG_VAR_LIMIT if clip else np.ones(log_var.shape, bool)
+    var = np.exp(var_power * (np.clip(log_var, -LOG_VAR_LIMIT, LOG_VAR_LIMIT) if clip else log_var))
     d = dnll[:, None]
-    return d * sign * (mean - x) / var, d * half * (1.0 - (x - mean) ** 2 / var)
+    return d * sign * (mean - x) / var, d * half * (1.0 - (x - mean) ** 2 / var) * inside
 
 
 GAUSSIAN = Exercise(
@@ -291,8 +294,9 @@ GAUSSIAN = Exercise(
     summary="-log N(x; m, sigma^2), sigma^2 learned per entry: dmean, dlog_var", page="derivations/likelihoods.md",
     reference=gaussian_answer, returns=("dmean", "dlog_var"),
     cases=cases(_gaussian_inputs, ("", dict(N=4, D=5), True), ("a batch of one", dict(N=1, D=2), False),
-                ("", dict(N=3, D=4), False), ("log-variances +-19.5", dict(N=2, D=3, extreme=True), False)),
-    covers="a batch of one, log-variances +-19.5",
+                ("", dict(N=3, D=4), False), ("log-variances +-19.5 and +-30", dict(N=2, D=4, extreme=True),
+                                              False)),
+    covers="a batch of one, log-variances +-19.5 and +-30",
     loss=lambda a: float(np.sum(gaussian_nll_forward(a["mean"], a["log_var"], a["x"])[0] * a["dnll"])),
     wrt=lambda a: {"dmean": a["mean"], "dlog_var": a["log_var"]},
     mistakes=(
@@ -304,12 +308,15 @@ GAUSSIAN = Exercise(
         Mistake("1/2 missing", "a factor 2 in dlog_var: nll = 1/2 (log 2pi + v + (x - m)^2 e^-v), so "
                 "dnll/dv = (1 - (x - m)^2 / sigma^2) / 2",
                 lambda dnll, mean, log_var, x: _gaussian_wrong(dnll, mean, log_var, x, half=1.0)),
+        Mistake("no clip", "log_var is clipped to [-20, 20] first: beyond, the clipped value is the variance and "
+                "dlog_var is 0 (the clip is constant there)",
+                lambda dnll, mean, log_var, x: _gaussian_wrong(dnll, mean, log_var, x, clip=False)),
     ),
     derivation=r"""
 nll_n = sum_d 1/2 (log 2 pi + v_nd + (x_nd - m_nd)^2 exp(-v_nd)), v = log sigma^2 (eq. gauss-nll), so (eq. gauss-grad):
   dmean    = dnll_n * (m - x) / sigma^2
   dlog_var = dnll_n * (1 - (x - m)^2 / sigma^2) / 2
-(the library also clips v to [-20, 20]; the cases stay inside, where the clip is the identity)
+with v clipped to [-20, 20] first (eq. logvar-clamp): outside, sigma^2 = e^{+-20} and dlog_var = 0.
 """)
 
 
