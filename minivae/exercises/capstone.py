@@ -19,7 +19,7 @@ from ..likelihoods import bernoulli_nll_backward, bernoulli_nll_forward, gaussia
 from ..mlp import mlp_backward, mlp_forward
 from ..reparam import join_head, reparameterize_backward, reparameterize_forward, split_head
 from .checker import FD_TOLERANCE, Exercise, Mistake, constant_factor
-from .pieces import TANH, _uses, cases, layer_names, layers, pairs
+from .pieces import TANH, uses, cases, layer_names, layers, pairs
 
 
 def _vae_inputs(rng, N, D, H, K, S, beta=None, gaussian=False):
@@ -33,7 +33,7 @@ def _vae_inputs(rng, N, D, H, K, S, beta=None, gaussian=False):
 # --------------------------------------------------------------------------- the forward pass
 
 
-@_uses(mlp_forward, split_head, reparameterize_forward)
+@uses(mlp_forward, split_head, reparameterize_forward)
 def forward_answer(x, noise, encoder, decoder):
     mu, log_var = split_head(mlp_forward(x, encoder, TANH)[0])
     z = reparameterize_forward(mu, log_var, noise)[0]
@@ -127,7 +127,7 @@ def elbo_backward(x, noise, encoder, decoder, beta, gaussian=False, kl_path=True
     return enc_grads, dec_grads
 
 
-@_uses(elbo_parts)
+@uses(elbo_parts)
 def elbo_answer(x, noise, encoder, decoder, beta):
     (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache, dec_grads = elbo_parts(
         x, noise, encoder, decoder, beta)
@@ -137,7 +137,7 @@ def elbo_answer(x, noise, encoder, decoder, beta):
     return enc_grads, dec_grads
 
 
-@_uses(elbo_parts)
+@uses(elbo_parts)
 def elbo_gaussian_answer(x, noise, encoder, decoder, beta):
     (dmu_from_z, dlog_var_from_z), (dmu_from_kl, dlog_var_from_kl), enc_cache, dec_grads = elbo_parts(
         x, noise, encoder, decoder, beta, gaussian=True)

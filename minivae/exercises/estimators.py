@@ -18,7 +18,7 @@ from scipy.special import logsumexp, softmax
 
 from ..likelihoods import LOG_2PI, gaussian_nll_backward, gaussian_nll_forward
 from .checker import Exercise, Mistake
-from .pieces import _uses, cases
+from .pieces import uses, cases
 
 # --------------------------------------------------------------------------- score function
 
@@ -29,7 +29,7 @@ def _score_inputs(rng, S, N, K, spread=0.7):
     return {"f": rng.normal(size=(S, N)), "z": z, "mu": mu, "log_var": log_var, "baseline": rng.normal(size=N)}
 
 
-@_uses(gaussian_nll_forward, gaussian_nll_backward)
+@uses(gaussian_nll_forward, gaussian_nll_backward)
 def score_answer(f, z, mu, log_var, baseline):
     # grad log q(z_s) = -grad nll(z_s; mu, sigma^2): the NLL's backward with dnll_s = -(f_s - b) / S, summed over s
     _, cache = gaussian_nll_forward(np.broadcast_to(mu, z.shape), log_var, z)
@@ -87,7 +87,7 @@ def _iwae_inputs(rng, S, N, extreme=False):
     return {"log_w": log_w, "dbound": rng.normal(size=N)}
 
 
-@_uses(logsumexp, softmax)
+@uses(logsumexp, softmax)
 def iwae_answer(log_w, dbound):
     bound = logsumexp(log_w, axis=0) - math.log(len(log_w))  # log (1/S) sum_s w_s (eq. logsumexp)
     return bound, dbound * softmax(log_w, axis=0)
