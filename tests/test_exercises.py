@@ -350,6 +350,7 @@ BROKEN = {
     "exits.py": ("import sys\nsys.exit(0)\n", "FILE: exits.py called sys.exit(0) at import (exits.py, line 2)"),
     "exits_in_call.py": ("import sys\ndef kl_backward(dkl, mu, log_var):\n    sys.exit(0)\n",
                          "FILE: exits_in_call.py called sys.exit(0) on case 1"),
+    "os_exit.py": ("import os\nos._exit(0)\n", "FILE: os_exit.py ended the process with status 0 (os._exit?) before"),
     "name_error.py": ("x = undefined\n", "FILE: name_error.py: NameError: name 'undefined' is not defined at import"),
     "missing_import.py": ("import my_absent_piece\n", "ModuleNotFoundError: No module named 'my_absent_piece'"),
     "raises.py": ("def kl_backward(dkl, mu, log_var):\n    return dkl @ mu @ log_var\n",

@@ -159,7 +159,8 @@ def main():
         folder = os.path.dirname(os.path.abspath(path))
         sys.path.insert(0, folder)
         answers.append(solve(path, job["function"], pickle.loads(job["cases"]), refuse, arrays))
-        sys.path.remove(folder)
+        if folder in sys.path:
+            sys.path.remove(folder)
         refuse.asked.clear()
     buffer = io.BytesIO()
     savez(buffer, tree=np.array(json.dumps(answers)), **{f"a{i}": a for i, a in enumerate(arrays)})
