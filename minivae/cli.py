@@ -711,7 +711,8 @@ def cmd_exercise(args) -> int:
         return 0
     if args.file is None:
         raise ValueError(f"FILE: expected the Python file defining {exercise.function}() to check, got none")
-    report = check_file(args.name, args.file, timeout=args.timeout)  # the file runs in a child process
+    limit = {} if args.timeout is None else {"timeout": args.timeout}
+    report = check_file(args.name, args.file, **limit)  # the file runs in a child process, within the time limit
     if report.error:  # it could not be loaded or run: one line, exit 2
         raise ValueError(f"FILE: {report.error}" if not report.error.startswith("FILE:") else report.error)
     if report.printed:
@@ -828,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("name", nargs="?", default=None, help="the exercise, as `minivae exercise list` names it")
     e.add_argument("file", nargs="?", default=None, help="check: the Python file with your function")
     e.add_argument("--answer", action="store_true", help="also print the worked answer")
-    e.add_argument("--timeout", type=_number(0.0, strict=True), default=60.0,
+    e.add_argument("--timeout", type=_number(0.0, strict=True), default=None,
                    help="check: seconds your file may take to load and answer every case (default 60)")
     e.set_defaults(func=cmd_exercise)
     return parser
