@@ -894,7 +894,7 @@ def cmd_exercise(args) -> int:
 
     if args.action == "list":
         for name, exercise in EXERCISES.items():
-            print(f"{name:<11} {exercise.function:<24} {exercise.summary}")
+            print(f"{name:<14} {exercise.function:<27} {exercise.summary}")
         print("\nminivae exercise show NAME > my_NAME.py  prints a stub to fill in; "
               "minivae exercise check NAME my_NAME.py  checks it")
         return 0
@@ -908,11 +908,16 @@ def cmd_exercise(args) -> int:
         return 0
     if args.file is None:
         raise ValueError(f"FILE: expected the Python file defining {exercise.function}() to check, got none")
-    report = check_file(args.name, args.file)
+    limit = {} if args.timeout is None else {"timeout": args.timeout}
+    report = check_file(args.name, args.file, **limit)  # the file runs in a child process, within the time limit
+    if report.error:  # it could not be loaded or run: one line, exit 2
+        raise ValueError(f"FILE: {report.error}" if not report.error.startswith("FILE:") else report.error)
+    if report.printed:
+        print(f"{Path(args.file).name} printed:\n" + report.printed + "\n", end="")
     print(report.text(), end="")
     if args.answer:
         print("\n" + exercise.answer(), end="")
-    return 0 if report.passed else 1
+    return report.status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1033,6 +1038,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("name", nargs="?", default=None, help="the exercise, as `minivae exercise list` names it")
     e.add_argument("file", nargs="?", default=None, help="check: the Python file with your function")
     e.add_argument("--answer", action="store_true", help="also print the worked answer")
+    e.add_argument("--timeout", type=_number(0.0, strict=True), default=None,
+                   help="check: seconds your file may take to load and answer every case (default 60)")
     e.set_defaults(func=cmd_exercise)
     return parser
 

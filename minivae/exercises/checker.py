@@ -1,17 +1,20 @@
-r"""The exercise checker: a learner's backward pass against central differences and against minivae's own.
+r"""The exercise checker: a learner's function against minivae's own answer, on several cases, judged here.
 
-An :class:`Exercise` names the function the learner writes (its stub, with signature and docstring, is in
-``minivae/exercises/stubs/``), draws random float64 inputs, and knows three answers for them: central differences of
-the forward (``minivae/gradcheck.py``, eq. ``gc-central``), the library's backward, and a catalogue of typical wrong
-answers, each with the mistake it makes. :func:`check` runs the learner's function on the inputs, compares every
-gradient entry by entry, and, when one is wrong, names the entries and the likely mistake: first by matching the
-learner's result against the catalogue, then by looking for a constant factor (a missing :math:`1/N`, :math:`1/S` or
-:math:`\beta`, a sign) or a transposed product.
+An :class:`Exercise` names the function the learner writes (its stub is in ``minivae/exercises/stubs/``) and draws
+its :class:`Case`\ s: several shapes and seeds (a batch of one, non-square weights, :math:`S > 1` where there are
+samples), varied hyper-parameters and the numerical extremes the exercise is about. For each case it knows the
+library's answer and, on the regular cases, central differences of the forward (``minivae/gradcheck.py``,
+eq. ``gc-central``), an oracle that does not trust the library. :func:`judge` compares every returned array with the
+answer, case by case, and names what is wrong in the learner's words: a complex result, a dtype, a shape (a
+transposed product), NaN or inf, an all-zero gradient, a constant factor named by its meaning (:math:`1/N`,
+:math:`1/S`, :math:`\beta`, :math:`\tfrac12`, a sign), a catalogued mistake, an input changed in place.
+
+Where the learner's code runs is :mod:`minivae.exercises.sandbox` (a child process, for files) or this process
+(:func:`check`, for a function of one's own notebook); the answers and the verdict are always computed here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -22,13 +25,21 @@ import numpy as np
 
 from ..gradcheck import numerical_gradient, relative_error
 
-#: A gradient agrees with central differences below this relative error (eq. ``gc-relerr``): float64, step 1e-6,
-#: leaves about 1e-9 on these small inputs; a wrong formula is off by order 1.
+#: A result agrees with the answer (and the answer with central differences, eq. ``gc-relerr``) below this
+#: relative error: float64, step 1e-6, leaves about 1e-9 on these small inputs; a wrong formula is off by order 1.
 FD_TOLERANCE = 1e-6
-#: Agreement with the library's own backward (and with a catalogued mistake): the same formula up to rounding.
+#: Agreement with a catalogued mistake or with a constant times the answer: the same formula up to rounding.
 SAME_TOLERANCE = 1e-8
-#: Seed of the inputs the checker draws: the same for every run, so a learner sees the same numbers each time.
-SEED = 0
+#: Each entry must also agree on its own, within FD_TOLERANCE of its size plus this: an extreme case mixes entries
+#: of 1e12 and of 1, and the large ones must not hide the small. The inputs are of order 1 in every case, so
+#: rounding leaves far less than this.
+ENTRY_FLOOR = 1e-9
+#: Entries listed for a wrong array.
+SHOWN = 4
+
+
+class ExerciseError(ValueError):
+    """The learner's file could not be loaded or run, or its result not read: one line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -41,27 +52,42 @@ class Mistake:
 
 
 @dataclass(frozen=True)
-class Exercise:
-    """One backward pass to derive.
+class Case:
+    """One call of the learner's function: its keyword ``inputs``, a ``label`` saying what the case is about, and
+    whether central differences are compared on it (``fd``; off at the extremes, where a finite step misleads)."""
 
-    ``inputs(rng)`` draws the arguments of the learner's function by name; ``reference(**inputs)`` is the
-    library's answer and ``unpack(result)`` turns a result into ``{gradient name: array}``. ``loss(inputs)`` is the
-    scalar whose gradients these are (for an array-valued forward, the sum of its output times ``dout``), and
-    ``wrt(inputs)`` the arrays of the inputs each gradient is taken with respect to, perturbed in place by the
-    central differences; ``loss`` is None where the answer is not a gradient (one Adam step).
+    label: str
+    inputs: dict
+    fd: bool = False
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One function to derive.
+
+    ``cases()`` draws the cases (the same every run); ``reference(**inputs)`` is the library's answer and
+    ``returns`` the shape of a result with the stub's names at its leaves, e.g. ``("dmu", "dlog_var")``.
+    ``loss(inputs)`` is the scalar the gradients are of (for an array-valued forward, the sum of its output times
+    ``dout``) and ``wrt(inputs)`` the arrays each named gradient is taken with respect to; both None where the
+    answer is not a gradient. ``factors(inputs)`` names constants of a case a wrong answer may be off by
+    (``{"N": 4.0}``), ``may_change`` the inputs the stub allows to be updated in place, and ``diagnose(inputs,
+    yours, expected)`` says, for a wrong case, which stage went wrong where the exercise can tell.
     """
 
     name: str
     function: str
     summary: str
     page: str  # the derivation, a path under docs/
-    inputs: Callable
+    cases: Callable
     reference: Callable
-    unpack: Callable
-    loss: Callable | None
-    wrt: Callable | None
+    returns: tuple | str
+    loss: Callable | None = None
+    wrt: Callable | None = None
     mistakes: tuple = ()
-    factors: Callable = lambda inputs: {}  # named constants of these inputs a wrong answer may be off by
+    factors: Callable = lambda inputs: {}
+    may_change: tuple = ()
+    diagnose: Callable | None = None
+    covers: str = ""  # what the cases are about, said in the report's first line
     derivation: str = ""
 
     @property
@@ -74,164 +100,329 @@ class Exercise:
         parts = [f"Worked answer for {self.name!r} (derivation: docs/{self.page})", "", self.derivation.strip(), "",
                  "The library's answer, as the checker calls it:", "", source.rstrip()]
         for helper in getattr(self.reference, "library", ()):
-            parts += ["", f"# {helper.__module__}.{helper.__name__}", inspect.getsource(helper).rstrip()]
+            parts += ["", f"# {helper.__module__}.{helper.__qualname__}", inspect.getsource(helper).rstrip()]
         return "\n".join(parts) + "\n"
 
 
-@dataclass
-class GradientReport:
-    name: str
-    shape: tuple
-    expected_shape: tuple
-    error_fd: float | None  # relative error against central differences (None: not a gradient, or wrong shape)
-    error_library: float | None  # against the library's own backward
-    wrong: list = field(default_factory=list)  # [(index, yours, expected)], the largest disagreements first
-    n_wrong: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.shape == self.expected_shape and self.error_library is not None and \
-            self.error_library < FD_TOLERANCE and (self.error_fd is None or self.error_fd < FD_TOLERANCE)
+def describe(spec) -> str:
+    """``("dx", (("dW1", "db1"),))`` as ``(dx, [(dW1, db1)])``, the way a stub writes it."""
+    if isinstance(spec, str):
+        return spec
+    if all(isinstance(s, tuple) for s in spec):  # a list of layers
+        return "[" + ", ".join(describe(s) for s in spec) + "]"
+    return "(" + ", ".join(describe(s) for s in spec) + ")"
 
 
-@dataclass
-class Report:
-    exercise: Exercise
-    gradients: list
-    diagnosis: list
-    problem: str = ""  # set when the function could not be run or its result not read
-
-    @property
-    def passed(self) -> bool:
-        return not self.problem and all(g.ok for g in self.gradients)
-
-    def text(self) -> str:
-        ex = self.exercise
-        against = "central differences and minivae's own backward" if ex.loss is not None else "minivae's own"
-        lines = [f"exercise {ex.name}: {ex.function} on random float64 inputs, against {against}"]
-        if self.problem:
-            lines.append(f"  {self.problem}")
-        for g in self.gradients:
-            fd = "   --   " if g.error_fd is None else f"{g.error_fd:8.1e}"
-            lib = "   --   " if g.error_library is None else f"{g.error_library:8.1e}"
-            verdict = "ok" if g.ok else "WRONG"
-            lines.append(f"  {g.name:<12} shape {str(g.shape):<10} vs differences {fd}  vs minivae {lib}  {verdict}")
-            if g.shape != g.expected_shape:
-                lines.append(f"      expected shape {g.expected_shape}, got {g.shape}")
-            elif not g.ok:
-                lines.append(f"      {g.n_wrong} of {math.prod(g.shape) or 1} entries differ; the largest:")
-                for index, yours, expected in g.wrong:
-                    lines.append(f"        {g.name}{list(index)}: yours {yours:+.6g}, expected {expected:+.6g}")
-        for line in self.diagnosis:
-            lines.append(f"likely mistake: {line}")
-        if self.passed:
-            lines.append(f"PASS: every gradient of {ex.function} is right.")
-        else:
-            wrong = sum(not g.ok for g in self.gradients)
-            what = self.problem or f"{wrong} of {len(self.gradients)} wrong"
-            lines.append(f"FAIL ({what}). The worked answer: minivae exercise check {ex.name} FILE --answer")
-        return "\n".join(lines) + "\n"
+def unpack(spec, value, what: str) -> dict:
+    """``{leaf name: array}`` from a result shaped like ``spec``; :class:`ExerciseError` when it is not."""
+    if isinstance(spec, str):
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+            return {spec: value}
+        raise ExerciseError(f"{what} returned {_kind(value)} where the array {spec} belongs")
+    if not isinstance(value, (tuple, list)) or len(value) != len(spec):
+        raise ExerciseError(f"{what} returned {_kind(value)} where {describe(spec)} belongs "
+                            f"({len(spec)} items)")
+    out = {}
+    for s, v in zip(spec, value):
+        out.update(unpack(s, v, what))
+    return out
 
 
-def load_function(path, name: str) -> Callable:
-    """The function ``name`` defined in the Python file ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FILE: expected a Python file defining {name}(), found no file at {path}")
-    spec = importlib.util.spec_from_file_location(f"minivae_exercise_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise ValueError(f"FILE: expected {path} to define a function {name}(), found none")
-    return function
+def _kind(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"one array of shape {value.shape}" if value.dtype.kind in "biufc" else "an array of objects"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
-def _arrays(exercise: Exercise, result) -> dict:
-    out = exercise.unpack(result)
-    return {name: np.asarray(value, dtype=np.float64) for name, value in out.items()}
+def leaves(value, prefix: str) -> dict:
+    """The arrays of an input, named as a stub does: ``weights`` [(W1, b1), (W2, b2)] gives ``weights W1``, ..."""
+    if isinstance(value, np.ndarray):
+        return {prefix: value}
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for layer, item in enumerate(value):
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                out.update(leaves(item[0], f"{prefix} W{layer + 1}"))
+                out.update(leaves(item[1], f"{prefix} b{layer + 1}"))
+            else:
+                out.update(leaves(item, f"{prefix}[{layer}]"))
+        return out
+    return {}
 
 
-def _close(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and relative_error(a[k], b[k]) < SAME_TOLERANCE
-                                        for k in a)
-
-
-def _numeric(exercise: Exercise, seed: int) -> dict:
-    """Central differences of the exercise's loss with respect to each input named by ``wrt``."""
-    inputs = exercise.inputs(np.random.default_rng(seed))
+def numeric_gradients(exercise: Exercise, inputs: dict) -> dict:
+    """Central differences of the exercise's loss with respect to each array named by ``wrt``."""
     targets = exercise.wrt(inputs)
     return {name: numerical_gradient(lambda: exercise.loss(inputs), array) for name, array in targets.items()}
 
 
-def _factor(name: str, yours: np.ndarray, expected: np.ndarray, factors: dict) -> str | None:
-    """'yours = c * expected' with c a named constant of the inputs (N, S, beta, 2, -1, ...), said in words."""
-    if yours.shape != expected.shape:
-        if yours.shape == expected.T.shape and relative_error(yours.T, expected) < SAME_TOLERANCE:
-            return f"{name} is the transpose of the right answer: a transposed product (expected shape " \
-                   f"{expected.shape}, got {yours.shape}); check which side each factor multiplies from"
+@dataclass
+class Verdict:
+    """One returned array on one case."""
+
+    ok: bool
+    kind: str = ""  # complex, dtype, shape, transposed, nan, inf, zero, value
+    lines: list = field(default_factory=list)
+
+
+def _index(flat: int, shape: tuple) -> str:
+    return str(list(int(i) for i in np.unravel_index(flat, shape))) if shape else ""
+
+
+def compare(name: str, yours: np.ndarray, want: np.ndarray) -> Verdict:
+    """``yours`` against the answer ``want`` (float64): the first thing wrong, said in words."""
+    if yours.dtype.kind == "c":
+        return Verdict(False, "complex", [f"{name} is complex ({yours.dtype}): a square root or logarithm of a "
+                                          f"negative number? The answer is real"])
+    if yours.dtype != np.float64:
+        return Verdict(False, "dtype", [f"{name} has dtype {yours.dtype}; expected float64, the inputs' dtype"])
+    if yours.shape != want.shape:
+        if yours.shape == want.T.shape and yours.ndim == 2 and relative_error(yours.T, want) < FD_TOLERANCE:
+            return Verdict(False, "transposed", [f"{name} is the transpose of the right answer: expected shape "
+                                                 f"{want.shape}, got {yours.shape} (a transposed product)"])
+        return Verdict(False, "shape", [f"{name} has shape {yours.shape}; expected {want.shape}"])
+    for bad, word in ((np.isnan(yours) & ~np.isnan(want), "nan"), (np.isinf(yours) & ~np.isinf(want), "inf")):
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            label = "NaN" if word == "nan" else "inf"
+            return Verdict(False, word, [f"{name} has {int(bad.sum())} {label} entr{'y' if bad.sum() == 1 else 'ies'}"
+                                         f" (the first {name}{_index(first, want.shape)}) where the answer is "
+                                         f"{want.flat[first]:+.6g}: an overflow? (exp of a large number, a "
+                                         f"division by an underflowed 0)"])
+    finite = np.isfinite(want)
+    if not np.array_equal(np.isfinite(yours), finite) or not np.array_equal(yours[~finite], want[~finite]):
+        return Verdict(False, "inf", [f"{name} is not infinite where the answer is"])
+    if not yours.any() and want.any():
+        return Verdict(False, "zero", [f"{name} is all zeros: the gradient never reached it?"])
+    diff = np.where(finite, np.abs(yours - want), 0.0)
+    scale = max(float(np.max(np.abs(np.where(finite, yours, 0.0)), initial=0.0)),
+                float(np.max(np.abs(np.where(finite, want, 0.0)), initial=0.0)), 1e-300)
+    size = np.where(finite, np.abs(want), 0.0)
+    bad = (diff > FD_TOLERANCE * scale) | (diff > FD_TOLERANCE * size + ENTRY_FLOOR)  # eq. gc-relerr, then each
+    if not bad.any():
+        return Verdict(True)
+    n_wrong = int(bad.sum())
+    lines = [f"{n_wrong} of {math.prod(want.shape) or 1} entries differ; the largest:"]
+    for k in np.argsort(-np.where(bad, diff / (size + ENTRY_FLOOR), 0.0), axis=None)[:min(n_wrong, SHOWN)]:
+        lines.append(f"  {name}{_index(int(k), want.shape)}: yours {yours.flat[k]:+.6g}, "
+                     f"expected {want.flat[k]:+.6g}")
+    return Verdict(False, "value", lines)
+
+
+def constant_factor(name: str, yours: list, wants: list, factors: list) -> str | None:
+    """'dW is N times the right answer ...' when ``yours = c * want`` on every case, c the same named constant
+    (``factors``: one ``{symbol: value}`` per case) or the same number."""
+    cs = []
+    for y, w in zip(yours, wants):
+        scale = float(np.sum(w * w))
+        if scale == 0.0 or not np.all(np.isfinite(y)):
+            continue
+        c = float(np.sum(y * w)) / scale
+        if relative_error(y, c * w) > SAME_TOLERANCE:
+            return None
+        cs.append(c)
+    if not cs:
         return None
-    scale = float(np.sum(expected * expected))
-    if scale == 0.0:
-        return None
-    c = float(np.sum(yours * expected)) / scale
-    if relative_error(yours, c * expected) > SAME_TOLERANCE:
-        return None
-    named = {"-1": (-1.0, "a sign: the whole gradient has the wrong sign"),
-             "2": (2.0, "a factor 2: a 1/2 is missing"), "1/2": (0.5, "a factor 1/2 too many")}
-    for symbol, value in factors.items():
-        named[symbol] = (value, f"a factor {symbol} too many: 1/{symbol} is missing" if value > 1 else
-                         f"a factor {symbol} too many")
-        named[f"1/{symbol}"] = (1.0 / value, f"a factor 1/{symbol} too many (a mean where a sum belongs?)")
-        named[f"-{symbol}"] = (-value, f"a sign, and a factor {symbol}")
-    for symbol, (value, words) in named.items():
-        if abs(c - value) < 1e-6 * max(1.0, abs(value)):
+    candidates = [("-1", [-1.0] * len(factors), "a sign: the whole gradient has the wrong sign"),
+                  ("2", [2.0] * len(factors), "twice the right answer: a 1/2 is missing"),
+                  ("1/2", [0.5] * len(factors), "half the right answer: a 1/2 too many")]
+    for symbol in sorted({s for f in factors for s in f}):
+        if all(symbol in f for f in factors):
+            meaning = FACTOR_MEANING.get(symbol, "")
+            values = [f[symbol] for f in factors]
+            candidates.append((symbol, values, f"the 1/{symbol} is missing, or a factor {symbol} too many"
+                               + (f" ({meaning})" if meaning else "")))
+            candidates.append((f"1/{symbol}", [1.0 / v for v in values],
+                               f"a factor 1/{symbol} too many (a mean where a sum belongs?), or {symbol} missing"
+                               + (f" ({meaning})" if meaning else "")))
+    for symbol, values, words in candidates:
+        if all(abs(c - v) < 1e-6 * max(1.0, abs(v)) for c, v in zip(cs, values)):
             return f"{name} is {symbol} times the right answer: {words}"
-    return f"{name} is {c:.6g} times the right answer: a constant factor is wrong"
+    if max(cs) - min(cs) < 1e-9 * max(1.0, abs(cs[0])):
+        return f"{name} is {cs[0]:.6g} times the right answer: a constant factor is wrong"
+    return None
 
 
-def check(exercise: Exercise, function: Callable, seed: int = SEED) -> Report:
-    """Run ``function`` (the learner's) on the exercise's random inputs and judge every gradient it returns."""
-    expected = _arrays(exercise, exercise.reference(**exercise.inputs(np.random.default_rng(seed))))
-    numeric = _numeric(exercise, seed) if exercise.loss is not None else {}
-    try:
-        yours = _arrays(exercise, function(**exercise.inputs(np.random.default_rng(seed))))
-    except NotImplementedError:
-        return Report(exercise, [], [], f"{exercise.function} raises NotImplementedError: not written yet")
-    except Exception as exc:  # the learner's code may fail in any way: report it, do not crash the checker
-        return Report(exercise, [], [], f"{exercise.function} raised {type(exc).__name__}: {exc}")
+#: What each named constant is; a factor is said with its meaning.
+FACTOR_MEANING = {"N": "N is the batch size: the loss is a mean over the N examples",
+                  "S": "S is the number of samples: the reconstruction term is a mean over the S samples",
+                  "S N": "the reconstruction term is a mean over the S samples and the N examples",
+                  "beta": "beta weighs the KL term"}
 
-    missing = sorted(set(expected) - set(yours))
-    if missing:
-        return Report(exercise, [], [], f"the result has no {', '.join(missing)}")
-    gradients = []
-    for name, want in expected.items():
-        got = yours[name]
-        report = GradientReport(name, got.shape, want.shape, None, None)
-        if got.shape == want.shape:
-            report.error_library = relative_error(got, want)
-            if name in numeric:
-                report.error_fd = relative_error(got, numeric[name])
-            if not report.ok:
-                scale = max(np.max(np.abs(got)), np.max(np.abs(want)), 1e-300)
-                bad = np.abs(got - want) > FD_TOLERANCE * scale
-                report.n_wrong = int(bad.sum())
-                order = np.argsort(-np.abs(got - want), axis=None)[:min(report.n_wrong, 4)]
-                report.wrong = [(tuple(int(i) for i in np.unravel_index(k, want.shape)), float(got.flat[k]),
-                                 float(want.flat[k])) for k in order]
-        gradients.append(report)
 
-    diagnosis = []
-    if not all(g.ok for g in gradients):
-        for mistake in exercise.mistakes:
-            if _close(yours, _arrays(exercise, mistake.function(**exercise.inputs(np.random.default_rng(seed))))):
-                diagnosis.append(mistake.diagnosis)
-                break
+@dataclass
+class Report:
+    """The verdict on one function: ``status`` 0 right, 1 wrong, 2 could not be run (``error``, one line)."""
+
+    exercise: Exercise
+    verdicts: dict = field(default_factory=dict)  # name -> [Verdict per case]
+    fd_errors: dict = field(default_factory=dict)  # name -> relative error against central differences
+    diagnosis: list = field(default_factory=list)
+    mutated: list = field(default_factory=list)  # (input name, case number)
+    problem: str = ""  # a wrong answer that is not about one array (the library imported, ...)
+    error: str = ""  # the function could not be run
+    printed: str = ""  # what the learner's file printed (it goes to stderr in the child process)
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and not self.problem and not self.mutated and \
+            all(v.ok for vs in self.verdicts.values() for v in vs)
+
+    @property
+    def status(self) -> int:
+        return 2 if self.error else 0 if self.passed else 1
+
+    def text(self) -> str:
+        ex = self.exercise
+        cases = ex.cases()
+        lines = [f"exercise {ex.name}: {ex.function} on {len(cases)} cases ({ex.covers or 'shapes and seeds'}), "
+                 f"against minivae's answer" + (" and central differences" if ex.loss is not None else "")]
+        if self.error:
+            return "\n".join(lines + [f"ERROR: {self.error}"]) + "\n"
+        if self.problem:
+            lines.append(f"  {self.problem}")
+        for name, verdicts in self.verdicts.items():
+            bad = [i for i, v in enumerate(verdicts) if not v.ok]
+            fd = self.fd_errors.get(name)
+            fd_text = f"  vs differences {fd:.1e}" if fd is not None else ""
+            if not bad:
+                lines.append(f"  {name:<12} ok on all {len(verdicts)} cases{fd_text}")
+                continue
+            first = bad[0]
+            lines.append(f"  {name:<12} WRONG on {len(bad)} of {len(verdicts)} cases{fd_text}")
+            lines.append(f"      case {first + 1} ({cases[first].label}):")
+            lines += [f"      {line}" for line in verdicts[first].lines]
+        for name, case in self.mutated:
+            lines.append(f"  {name} was changed in place (case {case + 1}): the caller's array must stay as it "
+                         f"was; compute a new one (a = a * c, not a *= c)")
+        for line in self.diagnosis:
+            lines.append(f"likely mistake: {line}")
+        if self.passed:
+            lines.append(f"PASS: {ex.function} is right on every case.")
         else:
-            factors = exercise.factors(exercise.inputs(np.random.default_rng(seed)))
-            for g in gradients:
-                if not g.ok:
-                    said = _factor(g.name, yours[g.name], expected[g.name], factors)
-                    if said:
-                        diagnosis.append(said)
-    return Report(exercise, gradients, diagnosis)
+            wrong = sum(not all(v.ok for v in vs) for vs in self.verdicts.values())
+            what = "not passed" if self.problem else f"{wrong} of {len(self.verdicts)} wrong" if wrong else \
+                "an input changed in place"
+            lines.append(f"FAIL ({what}). The worked answer: minivae exercise check {ex.name} FILE --answer")
+        return "\n".join(lines) + "\n"
+
+
+def judge(exercise: Exercise, results: list, afters: list | None = None, fd: bool = True) -> Report:
+    """The verdict on ``results`` (one returned value per case, in order), ``afters`` the inputs after each call."""
+    cases = exercise.cases()
+    report = Report(exercise)
+    yours, wants = [], []
+    for case, result in zip(cases, results):
+        yours.append(unpack(exercise.returns, result, exercise.function))
+        wants.append({k: np.asarray(v, dtype=np.float64) for k, v in
+                      unpack(exercise.returns, _as_arrays(exercise.reference(**_fresh(case))),
+                             "the reference").items()})
+    for name in wants[0]:
+        report.verdicts[name] = [compare(name, y[name], w[name]) for y, w in zip(yours, wants)]
+    if fd and exercise.loss is not None:
+        for case, y in zip(cases, yours):
+            if case.fd:
+                for name, numeric in numeric_gradients(exercise, _fresh(case)).items():
+                    if y[name].shape == numeric.shape and y[name].dtype.kind == "f":
+                        report.fd_errors[name] = relative_error(y[name], numeric)
+                break
+    for number, (case, after) in enumerate(zip(cases, afters or [])):
+        before = {}
+        for key, value in case.inputs.items():
+            before.update(leaves(value, key) if not isinstance(value, np.ndarray) else {key: value})
+        now = {}
+        for key, value in after.items():
+            now.update(leaves(value, key) if not isinstance(value, np.ndarray) else {key: value})
+        for name, array in before.items():
+            if name.split(" ")[0] in exercise.may_change:
+                continue
+            if name not in now or now[name].shape != array.shape or \
+                    not np.array_equal(now[name], array, equal_nan=True):
+                if name not in [m for m, _ in report.mutated]:
+                    report.mutated.append((name, number))
+    if not all(v.ok for vs in report.verdicts.values() for v in vs):
+        report.diagnosis = _diagnose(exercise, cases, yours, wants, report)
+    return report
+
+
+def _diagnose(exercise, cases, yours, wants, report) -> list:
+    for mistake in exercise.mistakes:
+        matched = 0
+        for case, y in zip(cases, yours):
+            try:
+                with np.errstate(all="ignore"):
+                    m = unpack(exercise.returns, _as_arrays(mistake.function(**_fresh(case))), "a mistake")
+            except (ArithmeticError, ValueError, IndexError):
+                continue
+            if not all(np.all(np.isfinite(a)) for a in m.values()):
+                continue
+            if not all(y[k].shape == m[k].shape and y[k].dtype.kind == "f" and np.all(np.isfinite(y[k])) and
+                       relative_error(y[k], m[k]) < SAME_TOLERANCE for k in m):
+                break
+            matched += 1
+        else:
+            if matched:
+                return [mistake.diagnosis]
+    said = []
+    factors = [exercise.factors(case.inputs) for case in cases]
+    for name, verdicts in report.verdicts.items():
+        kinds = {v.kind for v in verdicts if not v.ok}
+        if kinds == {"value"} or kinds == {"value", "zero"}:
+            bad = [i for i, v in enumerate(verdicts) if not v.ok]
+            words = constant_factor(name, [yours[i][name] for i in bad], [wants[i][name] for i in bad],
+                                    [factors[i] for i in bad])
+            if words:
+                said.append(words)
+    if exercise.diagnose is not None:
+        for i, case in enumerate(cases):
+            if any(not vs[i].ok for vs in report.verdicts.values()):
+                stage = exercise.diagnose(_fresh(case), yours[i], wants[i])
+                if stage:
+                    said += stage
+                    break
+    return said
+
+
+def _fresh(case: Case) -> dict:
+    """A deep copy of a case's inputs: nothing a function does to them reaches the next call."""
+    def copy(value):
+        if isinstance(value, np.ndarray):
+            return value.copy()
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(v) for v in value)
+        return value
+    return {k: copy(v) for k, v in case.inputs.items()}
+
+
+def _as_arrays(value):
+    """Numbers as 0-d arrays, sequences kept: the form a result has after crossing from the child process."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_arrays(v) for v in value)
+    if isinstance(value, (np.ndarray, np.generic, int, float, complex)) and not isinstance(value, bool):
+        return np.asarray(value)
+    return value
+
+
+def check(exercise: Exercise, function: Callable) -> Report:
+    """Judge ``function`` in this process, on every case: for a function of one's own (a notebook). A file is
+    checked in a child process by :func:`minivae.exercises.check_file`."""
+    results, afters = [], []
+    for number, case in enumerate(exercise.cases()):
+        inputs = _fresh(case)
+        try:
+            with np.errstate(all="ignore"):
+                result = function(**inputs)
+        except NotImplementedError:
+            return Report(exercise, error=f"{exercise.function} raises NotImplementedError: not written yet")
+        except Exception as exc:  # the learner's code may fail in any way: say it in one line
+            text = " ".join(str(exc).split())
+            return Report(exercise, error=f"{exercise.function} raised {type(exc).__name__}: {text} "
+                                          f"(case {number + 1}: {case.label})")
+        results.append(_as_arrays(result))
+        afters.append(inputs)
+    try:
+        return judge(exercise, results, afters)
+    except ExerciseError as exc:
+        return Report(exercise, error=str(exc))

@@ -11,7 +11,7 @@ def neg_elbo_backward(x, noise, encoder, decoder, beta):
     z_s (K,) to Bernoulli logits (D,): nll_sn = sum_d softplus(l_snd) - x_nd l_snd, and
     KL_n = 1/2 sum_k (mu^2 + sigma^2 - 1 - log sigma^2).
     Shapes: x (N, D) in [0, 1], noise (S, N, K); beta a float.
-    You may use your earlier exercises (or minivae's forward functions) for the pieces.
+    You may import your earlier answers (your my_forward.py, my_mlp.py, my_kl.py, ... in the same folder).
     Returns (encoder_grads, decoder_grads), each [(dW1, db1), (dW2, db2)].
     Derivation: docs/derivations/elbo.md.
     """
