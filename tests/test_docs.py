@@ -414,7 +414,10 @@ class DevTools:
                  "--remote-debugging-pipe", f"--user-data-dir={profile}",
                  # no request leaves the machine: every proxied request goes to a closed local port
                  "--proxy-server=127.0.0.1:9", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "about:blank"]
+                 "--disable-sync",
+                 # tabs load side by side: one in the background keeps its timers (MathJax's) at full speed
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows", "about:blank"]
         # close_fds=False: Python's own descriptors are not inheritable anyway, and closing would take 3 and 4
         self.process = subprocess.Popen([executable, *flags], preexec_fn=on_3_and_4, close_fds=False,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -442,6 +445,14 @@ class DevTools:
 
     def wait_for(self, event):
         while not any(e.get("method") == event for e in self.events):
+            self.events.append(self._read())
+
+    def wait_for_any(self, event, sessions):
+        """Wait until one of the sessions reports event; return that session."""
+        while True:
+            for e in self.events:
+                if e.get("method") == event and e.get("sessionId") in sessions:
+                    return e["sessionId"]
             self.events.append(self._read())
 
     def _read(self):
@@ -478,7 +489,8 @@ INSPECT = r"""
 (async () => {
     const found = {mathjax: typeof MathJax !== 'undefined' && !!MathJax.startup};
     if (found.mathjax) await MathJax.startup.promise;
-    await Promise.all([...document.images].map(image => image.decode().catch(() => null)));
+    await Promise.all([...document.images].map(image => image.complete ? null :
+        new Promise(done => { image.addEventListener('load', done); image.addEventListener('error', done); })));
     const code = 'pre, code, kbd, samp, script, style, textarea, .highlight, mjx-container';
     const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
     found.raw = [];
@@ -519,9 +531,13 @@ def site_pages(site):
                   if not {"_static", "_sources", "_images"} & set(p.relative_to(site).parts))
 
 
+#: Tabs the browser loads pages in side by side (CI has two cores).
+TABS = 2
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
-    """One headless Chromium for the session, its one tab at 1280 px wide, the network cut."""
+    """One headless Chromium for the session, with TABS tabs at 1280 px wide, the network cut."""
     executable = _browser()
     if executable is None:
         if os.environ.get("CI") == "true":
@@ -529,29 +545,56 @@ def browser(tmp_path_factory):
         pytest.skip("no Chromium found (Debian: apt-get install chromium); CI installs it and runs this test")
     devtools = DevTools(executable, tmp_path_factory.mktemp("profile"))
     try:
-        target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        devtools.session = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        devtools.call("Emulation.setDeviceMetricsOverride", {**WINDOW, "deviceScaleFactor": 1, "mobile": False},
-                      session=devtools.session)
-        devtools.call("Network.enable", session=devtools.session)
-        devtools.call("Page.enable", session=devtools.session)
+        devtools.sessions = []
+        for _ in range(TABS):
+            target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            devtools.call("Emulation.setDeviceMetricsOverride", {**WINDOW, "deviceScaleFactor": 1, "mobile": False},
+                          session=session)
+            devtools.call("Emulation.setFocusEmulationEnabled", {"enabled": True}, session=session)
+            devtools.call("Network.enable", session=session)
+            devtools.call("Page.enable", session=session)
+            devtools.sessions.append(session)
+        devtools.session = devtools.sessions[0]
         yield devtools
     finally:
         devtools.close()
 
 
+def inspect_pages(browser, paths):
+    """Page -> what a reader sees wrong on it (a list of problems, empty when none), the tabs loading side by side."""
+    queue, loading, problems = list(paths), {}, {}
+
+    def navigate(session):
+        path = queue.pop(0)
+        browser.events = [e for e in browser.events if e.get("sessionId") != session]
+        browser.call("Page.navigate", {"url": path.as_uri()}, session=session)
+        loading[session] = path
+    for session in browser.sessions[:len(queue)]:
+        navigate(session)
+    while loading:
+        session = browser.wait_for_any("Page.loadEventFired", set(loading))
+        path = loading.pop(session)
+        problems[path] = _inspect_loaded(browser, path, session)
+        if queue:
+            navigate(session)
+    return problems
+
+
 def inspect_page(browser, path):
     """What a reader sees wrong on the page at path: a list of problems, empty when there are none."""
-    browser.events.clear()
-    browser.call("Page.navigate", {"url": path.as_uri()}, session=browser.session)
-    browser.wait_for("Page.loadEventFired")
+    return inspect_pages(browser, [path])[path]
+
+
+def _inspect_loaded(browser, path, session):
     result = browser.call("Runtime.evaluate", {"expression": INSPECT, "awaitPromise": True, "returnByValue": True},
-                          session=browser.session)
+                          session=session)
     if "exceptionDetails" in result:
         return [f"the inspection failed: {result['exceptionDetails']}"]
     found = json.loads(result["result"]["value"])
-    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
-    failed = [e["params"].get("errorText") for e in browser.events if e.get("method") == "Network.loadingFailed"]
+    events = [e for e in browser.events if e.get("sessionId") == session]
+    requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
+    failed = [e["params"].get("errorText") for e in events if e.get("method") == "Network.loadingFailed"]
     problems = []
     outside = [url for url in requests if not url.startswith(("file:", "data:", "about:", "blob:"))]
     if outside:
@@ -582,8 +625,39 @@ def test_every_page_reads_offline_in_a_headless_browser(built_site, browser):
     # every image loads, no display equation is cut and no page scrolls sideways, no request leaves the machine.
     pages = site_pages(built_site)
     assert len(pages) >= 40 and "derivations/kl.html" in pages and "notebooks/01_elbo_to_code.html" in pages
-    problems = {page: found for page in pages if (found := inspect_page(browser, built_site / page))}
+    problems = {path.relative_to(built_site).as_posix(): found
+                for path, found in inspect_pages(browser, [built_site / page for page in pages]).items() if found}
     assert not problems, "\n".join(f"{page}: {found}" for page, found in problems.items())
+
+
+#: Run on the search page: wait for Sphinx's search to finish, then list the pages it found.
+SEARCH_RESULTS = """
+new Promise(resolve => {
+    const start = Date.now();
+    const poll = () => {
+        const summary = document.querySelector('#search-results .search-summary');
+        if ((summary && summary.textContent.trim()) || Date.now() - start > 20000)
+            resolve(JSON.stringify([...document.querySelectorAll('#search-results a')].map(a => a.getAttribute('href'))));
+        else setTimeout(poll, 100);
+    };
+    poll();
+})
+"""
+
+
+def test_the_site_search_finds_equations_by_label(built_site, browser):
+    # The search box, as a reader uses it: a label finds the page that derives it and the Equations page.
+    pages = {label: path.relative_to(DOCS).with_suffix(".html").as_posix() for path in doc_files()
+             for label in DOLLAR_LABEL.findall(path.read_text(encoding="utf-8"))}
+    for label in ("kl-bwd", "gauss-grad", "elbo-bwd", "log-normal", "lr-warmup", "gc-relerr"):
+        browser.events.clear()
+        browser.call("Page.navigate", {"url": (built_site / "search.html").as_uri() + f"?q={label}"},
+                     session=browser.session)
+        browser.wait_for("Page.loadEventFired")
+        found = json.loads(browser.call("Runtime.evaluate", {"expression": SEARCH_RESULTS, "awaitPromise": True,
+                                                             "returnByValue": True}, session=browser.session)
+                           ["result"]["value"])
+        assert pages[label] in found and "equations.html" in found, f"searching {label!r} found {found}"
 
 
 @pytest.fixture
