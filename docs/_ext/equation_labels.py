@@ -9,8 +9,8 @@ notebooks). This extension makes those labels part of the site:
 - ``{equation-index}`` (on ``equations.md``) becomes one entry per label, anchored by the label itself
   (``equations.html#kl-bwd``): its number and page (linked), the
   equation typeset, and every code line, notebook and exercise that cites it;
-- every module of ``minivae/`` gets a highlighted page, ``code/minivae/<module>.html``, with an anchor per line
-  (``#L-24``), the citations in it linked to their equations.
+- every module of ``minivae/`` that cites an equation gets a highlighted page, ``code/minivae/<module>.html``,
+  with an anchor per line (``#L-24``), the citations in it linked to their equations.
 """
 
 import ast
@@ -279,8 +279,11 @@ def _code_pages(app):
     if app.builder.format != "html":
         return
     formatter = HtmlFormatter(linenos="inline", linespans="L", wrapcode=True, cssclass="highlight")
+    citing = {path for _, path, _, _ in code_citations()}
     for path in code_files():
         relative = path.relative_to(ROOT).as_posix()
+        if relative not in citing:
+            continue
         page = code_page(relative)
         body = highlight(path.read_text(encoding="utf-8"), PythonLexer(), formatter)
         body = re.sub(r'<span id="L-(\d+)">', r'<span id="L-\1" class="code-line">', body)
