@@ -12,6 +12,7 @@ import sys
 from sphinx.util.fileutil import copy_asset
 
 sys.path.insert(0, os.path.abspath(".."))  # import minivae from this checkout for autodoc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))  # this site's own extensions
 
 project = "minivae"
 author = "minivae contributors"
@@ -22,6 +23,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",  # NumPy-style docstrings
     "sphinx.ext.mathjax",  # equations typeset in the reader's browser by the copy of MathJax below
+    "equation_labels",  # docs/_ext: labels beside equation numbers, the Equations page, the highlighted code pages
 ]
 
 # ----------------------------------------------------------------- MyST and notebooks
@@ -58,7 +60,7 @@ math_eqref_format = "({number})"
 
 # MathJax is served from the site itself, never from a CDN, so the pages read offline: the `dev` extra installs the
 # PyPI package sphinx-mathjax-offline (MathJax 3.2.2, its fonts and extensions), whose files the build copies into
-# _static/mathjax below. tests/test_browser.py opens the built pages in a headless browser with the network cut.
+# _static/mathjax below. tests/test_docs.py opens every built page in a headless browser with the network cut.
 mathjax_path = "mathjax/tex-chtml.js"
 
 
@@ -87,8 +89,34 @@ napoleon_numpy_docstring = True
 
 # ----------------------------------------------------------------- pages
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
-html_theme = "alabaster"
+# sphinx-book-theme (on pydata-sphinx-theme, the theme of NumPy and SciPy): its fonts and icons come with the
+# package, and nothing in the options below loads anything from the network (no launch buttons, no analytics).
+html_theme = "sphinx_book_theme"
 html_title = "minivae"
+html_static_path = ["_static"]
+html_css_files = ["minivae.css"]  # display equations scroll inside their own box; labels under equation numbers
+html_theme_options = {
+    "home_page_in_toc": True,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "use_download_button": False,
+    "use_fullscreen_button": False,
+}
+html_last_updated_fmt = None
+
+
+def _notebook_titles(app, doctree):
+    """Notebook pages are titled without their file's number ("1. From the ELBO to code" -> "From the ELBO to
+    code"): the sidebar numbers only the chapters, and the notebooks keep their order in their own section."""
+    if not app.env.docname.startswith("notebooks/"):
+        return
+    for title in doctree.findall(lambda node: node.tagname == "title"):
+        text = title.astext()
+        stripped = re.sub(r"^\d+\.\s+", "", text)
+        if stripped != text and title.children and title.children[0].tagname == "#text":
+            first = title.children[0]
+            title.replace(first, type(first)(re.sub(r"^\d+\.\s+", "", str(first))))
+        break
 
 
 # ----------------------------------------------------------------- links from the docstrings
@@ -106,5 +134,6 @@ def _link_citations(app, what, name, obj, options, lines):
 
 def setup(app):
     app.connect("autodoc-process-docstring", _link_citations)
+    app.connect("doctree-read", _notebook_titles, priority=400)  # before Sphinx records the page's title
     _mathjax_files()  # fail at the start of a build, not after it, when MathJax is missing
     app.connect("build-finished", _copy_mathjax)

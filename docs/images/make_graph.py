@@ -21,19 +21,22 @@ from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch  # noqa:
 OUT = Path(__file__).with_name("elbo_graph.svg")
 RED = "#c0392b"
 BOX_H = 0.9
+#: Text sizes in points. The page shows the figure across its column and the margin beside it (about 900 px for
+#: its 960), so the smallest text, the edges' equation labels, comes out about 12 px tall.
+LABEL_PT, NOTE_PT, NODE_PT, NODE_TWO_LINES_PT = 9.5, 10, 11, 10
 
 #: name -> (x, y, width, text); the noise is the one random node
 NODES = {
-    "x": (0.9, 4.0, 1.4, "$x$ (data)"),
-    "encoder": (4.2, 4.0, 2.1, "encoder MLP\n(parameters $\\phi$)"),
-    "mu": (7.4, 5.7, 1.0, "$\\mu$"),
-    "log_var": (7.4, 2.3, 1.3, "$\\log\\sigma^2$"),
-    "z": (11.2, 5.7, 2.3, "$z = \\mu + \\sigma \\odot \\varepsilon$"),
-    "noise": (11.2, 7.7, 2.3, "$\\varepsilon \\sim N(0, I)$"),
-    "kl": (11.2, 2.3, 2.6, "KL$(q(z|x)\\,\\|\\,p(z))$"),
-    "decoder": (14.9, 5.7, 2.1, "decoder MLP\n(parameters $\\theta$)"),
-    "nll": (18.5, 5.7, 1.7, "$-\\log p(x|z)$"),
-    "loss": (18.5, 2.3, 3.2, "$L = \\beta\\,\\mathrm{KL} - \\log p(x|z)$"),
+    "x": (0.9, 4.0, 1.51, "$x$ (data)"),
+    "encoder": (4.2, 4.0, 2.27, "encoder MLP\n(parameters $\\phi$)"),
+    "mu": (7.4, 5.7, 1.08, "$\\mu$"),
+    "log_var": (7.4, 2.3, 1.4, "$\\log\\sigma^2$"),
+    "z": (11.2, 5.7, 2.48, "$z = \\mu + \\sigma \\odot \\varepsilon$"),
+    "noise": (11.2, 7.7, 2.48, "$\\varepsilon \\sim N(0, I)$"),
+    "kl": (11.2, 2.3, 2.81, "KL$(q(z|x)\\,\\|\\,p(z))$"),
+    "decoder": (14.9, 5.7, 2.27, "decoder MLP\n(parameters $\\theta$)"),
+    "nll": (18.5, 5.7, 1.84, "$-\\log p(x|z)$"),
+    "loss": (18.5, 2.3, 3.46, "$L = \\beta\\,\\mathrm{KL} - \\log p(x|z)$"),
 }
 #: forward edges: (from, to, label or None, label offset from the edge's middle)
 FORWARD = [
@@ -86,7 +89,7 @@ def _edge(ax, src, dst, label, offset, backward):
     if label:
         mx, my = (start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1]
         text = "eq. " + label.replace(", ", ",\n")  # two equations: one a line
-        ax.text(mx, my, text, ha="center", va="center", fontsize=8.5, color=color, zorder=4,
+        ax.text(mx, my, text, ha="center", va="center", fontsize=LABEL_PT, color=color, zorder=4,
                 bbox=dict(boxstyle="round,pad=0.12", facecolor="white", edgecolor="none", alpha=0.85))
 
 
@@ -101,7 +104,7 @@ def draw(out=OUT):
         else:
             ax.add_patch(FancyBboxPatch((x - width / 2, y - BOX_H / 2), width, BOX_H, facecolor="#eaf2f8",
                                         boxstyle="round,pad=0,rounding_size=0.1", edgecolor="black", lw=1.1))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9.5 if "\n" in text else 10.5, zorder=3)
+        ax.text(x, y, text, ha="center", va="center", fontsize=NODE_TWO_LINES_PT if "\n" in text else NODE_PT, zorder=3)
     for edges, backward in ((FORWARD, False), (BACKWARD, True)):
         for src, dst, label, offset in edges:
             _edge(ax, src, dst, label, offset, backward)
@@ -110,14 +113,14 @@ def draw(out=OUT):
     ax.plot([0.9, 0.9, 18.5], [4.0 + BOX_H / 2 + 0.05, top, top], color="black", lw=1.0, zorder=0)
     ax.add_patch(FancyArrowPatch((18.5, top), (18.5, 5.7 + BOX_H / 2 + 0.05), arrowstyle="-|>", mutation_scale=11,
                                  color="black", lw=1.0, shrinkA=0, shrinkB=0, zorder=0))
-    ax.text(9.7, top + 0.25, "$x$ again: the likelihood scores it", fontsize=8.5, ha="center")
-    ax.text(0.0, 1.05, "forward, black: the equation computed", fontsize=9, ha="left")
-    ax.text(0.0, 0.6, "backward, red dashed: the equation of the gradient", fontsize=9, ha="left", color=RED)
-    ax.text(0.0, 0.15, "square: deterministic node; round: random node, an input without gradient", fontsize=9,
+    ax.text(9.7, top + 0.25, "$x$ again: the likelihood scores it", fontsize=NOTE_PT, ha="center")
+    ax.text(0.0, 1.05, "forward, black: the equation computed", fontsize=NOTE_PT, ha="left")
+    ax.text(0.0, 0.6, "backward, red dashed: the equation of the gradient", fontsize=NOTE_PT, ha="left", color=RED)
+    ax.text(0.0, 0.15, "square: deterministic node; round: random node, an input without gradient", fontsize=NOTE_PT,
             ha="left")
-    ax.text(4.2, 3.5, "$\\partial L/\\partial\\phi$:\neq. mlp-bwd", fontsize=8.5, ha="center", va="top",
+    ax.text(4.2, 3.5, "$\\partial L/\\partial\\phi$:\neq. mlp-bwd", fontsize=NOTE_PT, ha="center", va="top",
             color=RED)
-    ax.text(14.9, 4.85, "$\\partial L/\\partial\\theta$:\neq. mlp-bwd", fontsize=8.5, ha="center", va="top",
+    ax.text(14.9, 4.85, "$\\partial L/\\partial\\theta$:\neq. mlp-bwd", fontsize=NOTE_PT, ha="center", va="top",
             color=RED)
     fig.savefig(out, format=Path(out).suffix[1:] or "svg", metadata={"Date": None} if str(out).endswith(".svg")
                 else None, bbox_inches="tight")
