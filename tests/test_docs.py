@@ -195,7 +195,7 @@ def test_notebook_code_is_wrapped_to_90_columns():
     # 90 characters of code fit the column of a notebook's page at a 1280 px window (docs/_static/minivae.css).
     long = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        if path.name in NOT_YET_WRAPPED or ".nbconvert." in path.name:
+        if ".nbconvert." in path.name:
             continue
         for number, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"], start=1):
             if cell["cell_type"] == "code":
@@ -482,8 +482,6 @@ class DevTools:
         os.close(self._from_browser)
 
 
-#: Notebooks whose code is not yet wrapped to 90 columns: their code cells may scroll sideways.
-NOT_YET_WRAPPED = {"06_exercises.ipynb"}
 #: Run in each page after it loaded: wait for MathJax and the images, then list what a reader would see broken.
 INSPECT = r"""
 (async () => {
@@ -613,7 +611,7 @@ def _inspect_loaded(browser, path, session):
         problems.append(f"images not loaded: {found['broken_images']}")
     if found["cut"]:
         problems.append(f"display equations cut (wider than their box, which does not scroll): {found['cut']}")
-    if found["code_cut"] and path.name.replace(".html", ".ipynb") not in NOT_YET_WRAPPED:
+    if found["code_cut"]:
         problems.append(f"notebook code wider than the column: {found['code_cut']}")
     if found["page_width"] > found["window_width"]:
         problems.append(f"the page scrolls sideways: {found['page_width']} px in a {found['window_width']} px window")
