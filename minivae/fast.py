@@ -119,6 +119,13 @@ class FastStep:
             self._workspaces[n] = Workspace(self.model, n, blocks)
         return self._workspaces[n]
 
+    def largest_product(self, n: int) -> int:
+        """Multiply-adds of the largest matrix product in a step on ``n`` examples: the encoder's layers take ``n``
+        rows, the decoder's ``S n``; a weight gradient takes as many as its layer's forward product."""
+        sizes, rows = self.model._layer_sizes(), {"encoder": n, "decoder": self.model.config.n_samples * n}
+        return max(rows[net] * fan_in * fan_out for net, widths in sizes.items()
+                   for fan_in, fan_out in zip(widths[:-1], widths[1:]))
+
     def _mlp_forward(self, h, net: str, outs: list, ops):
         act, xp = self.model.config.activation, self.model.params.xp
         last = len(outs) - 1
