@@ -235,9 +235,9 @@ def _time(fn, target_s):
     return (time.perf_counter() - start) / n
 
 
-def _memory(batch):
-    """Peak bytes NumPy allocates within a step without and with the loss (the most of 5 each), growth over 200 steps,
-    page faults per step.
+def _memory(batch, steps=200, warmup=20):
+    """Peak bytes NumPy allocates within a step without and with the loss (the most of 5 each), growth over ``steps``
+    steps, page faults per step; after ``warmup`` steps (the first allocates the step's buffers).
 
     The trainer asks for the loss every 10th step; that step also runs the reference negative ELBO (in blocks of
     rows), so it is measured on its own.
@@ -246,7 +246,7 @@ def _memory(batch):
     import tracemalloc
 
     step = MinivaeStep(batch)
-    for _ in range(20):
+    for _ in range(warmup):
         step()
     tracemalloc.start()
     peaks = []
@@ -260,12 +260,12 @@ def _memory(batch):
         peaks.append(peak)
     before = tracemalloc.get_traced_memory()[0]
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(200):
+    for _ in range(steps):
         step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     growth = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    return (*peaks, growth, faults / 200)
+    return (*peaks, growth, faults / steps)
 
 
 def worker_environment(environ, threads: int, machine_blas: bool = False) -> dict:
@@ -499,7 +499,7 @@ def main(argv=None):
         if "breakdown" in args.tables:
             breakdown(pool, breakdown_batches, repeats, target, have_torch)
         if "memory" in args.tables:
-            memory_table(pool)
+            memory_table(pool, *((20, 5) if args.quick else (200, 20)))
         if "scaling" in args.tables:
             scaling_table(pool, args, repeats, target)
         if "score" in args.tables:
@@ -535,13 +535,13 @@ def step_table(pool, args, batches, repeats, target, have_torch):
         print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
 
 
-def memory_table(pool):
-    """The step's memory: peak allocation without and with the loss, growth, page faults."""
+def memory_table(pool, steps, warmup):
+    """The step's memory: peak allocation without and with the loss, growth over ``steps`` steps, page faults."""
     print("\nminivae step memory (tracemalloc: NumPy allocations; page faults from getrusage)")
-    print(f"{'batch':>6} {'peak within a step':>19} {'the same, with the loss':>24} {'growth over 200 steps':>22}"
+    print(f"{'batch':>6} {'peak within a step':>19} {'the same, with the loss':>24} {f'growth over {steps} steps':>22}"
           f" {'page faults/step':>17}")
     for batch in (128, 4096):
-        peak, peak_loss, growth, faults = pool.ask("minivae", "memory", None, (batch,))
+        peak, peak_loss, growth, faults = pool.ask("minivae", "memory", None, (batch, steps, warmup))
         print(f"{batch:>6} {peak / 1024:>16.1f} KiB {peak_loss / 1024:>21.1f} KiB {growth / 1024:>19.1f} KiB"
               f" {faults:>17.1f}")
 

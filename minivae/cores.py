@@ -21,6 +21,13 @@ may between two thread counts without any split (``tests/test_cores.py``).
 scoring on one thread), at most one per
 :data:`MIN_ROWS` rows; without ``threadpoolctl``, or where it finds no BLAS it
 can hold, everything runs on the calling thread.
+
+The BLAS's own threads pay only for large products: waking a second thread
+for a small one costs more than it saves, and after a product the thread
+spins, waiting for the next, on a core that the elementwise passes or another
+program could use. :func:`blas_threads` is the rule that picks the BLAS's
+threads from the size of the products, and :func:`held_for` applies it to a
+piece of work (a call of ``fit``, one training step).
 """
 
 from __future__ import annotations
@@ -28,9 +35,20 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 #: Fewest rows a thread is given: below this a block's matrix products are too small to run at full speed.
 MIN_ROWS = 64
+
+#: Multiply-adds of a piece of work's largest matrix product below which its products run on one BLAS thread: 2^22
+#: (4.2 million). Measured with OpenBLAS on two cores (docs/performance.md, *Threads by size*), a training step's
+#: best times on two threads against one: 1.15x one thread's time for the digits' model at batch 64 (0.5 million,
+#: its largest product) and 1.11x for the ring's at batch 128, S = 4 (2.1 million); 0.88-1.13x at 2.1 million, 0.99x
+#: for 784-400-20 at batch 8 (2.4 million), 0.83x for 256-512-16 at batch 64 (8.4 million). With the cores busy,
+#: two threads' median step took 9 to 74 times one thread's up to 784-400-20 at batch 128 (38 million): a product
+#: waits for the thread whose core another program holds. The MNIST-shaped step from batch 16 (5.0 million) keeps
+#: every thread, as its quiet times ask.
+SMALL_PRODUCT = 2**22
 
 _lock = threading.Lock()
 _state = {"controller": None, "pool": None, "workers": 0, "pid": None}
@@ -58,6 +76,34 @@ def cpu_threads() -> int:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(min(lib.num_threads for lib in controller.lib_controllers), cores))
+
+
+def blas_threads(multiply_adds: int) -> int | None:
+    """The BLAS threads for work whose largest matrix product takes ``multiply_adds`` multiply-adds (rows x fan-in x
+    fan-out): 1 below :data:`SMALL_PRODUCT`, else ``None``, as many as the BLAS has."""
+    return 1 if multiply_adds < SMALL_PRODUCT else None
+
+
+@contextmanager
+def held_for(multiply_adds: int):
+    """Hold the BLAS to :func:`blas_threads` threads while the ``with`` block runs, then give back its count.
+
+    It only ever lowers the count, never raises it: the user's own setting
+    (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, a ``threadpoolctl.threadpool_limits`` block) stays the upper
+    bound. One call costs a few microseconds (threadpoolctl's own context, about 50): apply it to a whole
+    computation, not to each product.
+    """
+    threads, controller = blas_threads(multiply_adds), _controller()
+    libs = [] if threads is None or controller is None else controller.lib_controllers
+    before = [lib.num_threads for lib in libs]
+    held = [(lib, count) for lib, count in zip(libs, before) if count > threads]
+    for lib, _ in held:
+        lib.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for lib, count in held:
+            lib.set_num_threads(count)
 
 
 def row_blocks(n: int, threads: int | None = None, min_rows: int = MIN_ROWS) -> list[slice]:

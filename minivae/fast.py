@@ -93,6 +93,15 @@ class Workspace:
             self.fixed_log_var = xp.full((1, 1, 1), model.likelihood.fixed_log_var, dtype=dtype)
 
 
+def largest_product(model, n: int) -> int:
+    """Multiply-adds of the largest matrix product in a training step of ``model`` on ``n`` examples, either
+    engine: the encoder's layers take ``n`` rows, the decoder's ``S n``; a weight gradient takes as many as its
+    layer's forward product. :func:`minivae.cores.held_for` picks the BLAS's threads from it."""
+    sizes, rows = model._layer_sizes(), {"encoder": n, "decoder": model.config.n_samples * n}
+    return max(rows[net] * fan_in * fan_out for net, widths in sizes.items()
+               for fan_in, fan_out in zip(widths[:-1], widths[1:]))
+
+
 class FastStep:
     """``loss_and_grads`` for training: same result as the reference, no allocation in the large steps.
 

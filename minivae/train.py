@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backend import default_rng, get_array_module, take_rows, to_numpy
+from .cores import held_for
 from .engines import check_engine, make_step
+from .fast import largest_product
 from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
@@ -146,7 +149,8 @@ class Trainer:
         ws.x[...] = x
         if c is not None:
             ws.enc_in[:, x.shape[1]:] = c
-        return self._step(ws, beta, need_loss=True)
+        with self._threads(ws.n):
+            return self._step(ws, beta, need_loss=True)
 
     def workspace(self, batch_size: int):
         """The reused buffers of a step on ``batch_size`` rows, for :meth:`step` (a :class:`minivae.fast.Workspace`,
@@ -164,7 +168,13 @@ class Trainer:
         ``beta`` weights the KL (1: the negative ELBO). The loss, a 0-d array on the model's device, is computed
         only with ``need_loss=True`` (the gradient does not need it); otherwise the step returns None.
         """
-        return self._step(ws, check_float("beta", beta, minimum=0.0), check_bool("need_loss", need_loss))
+        beta, need_loss = check_float("beta", beta, minimum=0.0), check_bool("need_loss", need_loss)
+        with self._threads(ws.n):
+            return self._step(ws, beta, need_loss)
+
+    def _threads(self, n: int):
+        """The BLAS's threads for steps on ``n`` examples: one for small products (:func:`minivae.cores.held_for`)."""
+        return held_for(largest_product(self.model, n) if self.model.device == "cpu" else math.inf)
 
     def _step(self, ws, beta: float, need_loss: bool):
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.engines`)."""
@@ -244,7 +254,7 @@ class Trainer:
         xp = get_array_module(x)
         D = model.config.data_dim
         bar = _progress(epochs * steps_per_epoch, progress)
-        try:
+        with self._threads(self.batch_size), (nullcontext() if bar is None else bar):  # tqdm closes on exit
             for _ in range(epochs):
                 order = xp.asarray(self.rng.permutation(n))
                 total, counted, terms = 0.0, 0, [0.0, 0.0, 0.0]  # loss; KL, NLL, KL per dimension
@@ -283,9 +293,6 @@ class Trainer:
                     from .serialize import save_trainer
 
                     save_trainer(checkpoint, self, argument="checkpoint")
-        finally:
-            if bar is not None:
-                bar.close()
         return self.history
 
     def _record(self, part: str, kl, nll, kl_per_dim) -> None:

@@ -139,3 +139,118 @@ def test_map_rows_runs_every_block_on_the_calling_thread_when_given_fewer_thread
     blocks = cores.row_blocks(300, 3)
     assert cores.map_rows(fn, blocks, threads=2) == [b.start for b in blocks]
     assert seen == [threading.get_ident()] * len(blocks)
+
+
+# --------------------------------------------------------------------------- threads by size
+
+
+def _blas_counts():
+    controller = cores._controller()
+    if controller is None or not controller.lib_controllers:
+        pytest.skip("no BLAS that threadpoolctl can hold")
+    return lambda: [lib.num_threads for lib in controller.lib_controllers]
+
+
+def test_the_rule_gives_small_products_one_thread_and_large_ones_all():
+    assert cores.blas_threads(1) == 1 and cores.blas_threads(cores.SMALL_PRODUCT - 1) == 1
+    assert cores.blas_threads(cores.SMALL_PRODUCT) is None and cores.blas_threads(10 ** 12) is None
+
+
+def test_held_for_lowers_the_count_for_small_products_only_and_gives_it_back():
+    from threadpoolctl import threadpool_limits
+
+    counts = _blas_counts()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        with cores.held_for(cores.SMALL_PRODUCT - 1):
+            assert counts() == [1] * len(before)
+        assert counts() == before
+        with cores.held_for(cores.SMALL_PRODUCT):
+            assert counts() == before
+        with pytest.raises(KeyError), cores.held_for(1):  # given back when the work raises, too
+            raise KeyError("inside")
+        assert counts() == before
+
+
+def _threads_seen_by_steps(monkeypatch, counts):
+    """Record the BLAS's thread counts at every training step (minivae.fast.FastStep.__call__)."""
+    from minivae.fast import FastStep
+
+    seen, step = [], FastStep.__call__
+
+    def recording(self, *args, **kwargs):
+        seen.append(tuple(counts()))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastStep, "__call__", recording)
+    return seen
+
+
+# one step of each: the digits' model (a small product) and an MNIST-shaped one (a large one)
+SMALL = dict(data_dim=64, latent_dim=8, hidden=(128,), batch=64)
+LARGE = dict(data_dim=784, latent_dim=20, hidden=(400,), batch=128)
+
+
+def _fit_once(shape):
+    from minivae import VAE, Trainer
+    from minivae.fast import largest_product
+
+    model = VAE(shape["data_dim"], shape["latent_dim"], shape["hidden"], seed=0)
+    trainer = Trainer(model, batch_size=shape["batch"])
+    assert (largest_product(model, shape["batch"]) < cores.SMALL_PRODUCT) == (shape is SMALL)
+    x = (np.random.default_rng(0).random((shape["batch"], shape["data_dim"])) < 0.3).astype(np.float32)
+    trainer.fit(x, epochs=1, progress=False)
+    trainer.step(trainer.workspace(shape["batch"]))
+    return trainer
+
+
+def test_training_holds_small_products_to_one_thread_and_leaves_large_ones_alone(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    counts = _blas_counts()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = tuple(counts())
+        seen = _threads_seen_by_steps(monkeypatch, counts)
+        _fit_once(SMALL)
+        assert seen == [(1,) * len(before)] * 2 and tuple(counts()) == before  # fit's step, then step()
+        seen.clear()
+        _fit_once(LARGE)
+        assert seen == [before] * 2 and tuple(counts()) == before
+
+
+def test_the_users_limit_wins_nothing_raises_the_thread_count(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    counts = _blas_counts()
+    seen = _threads_seen_by_steps(monkeypatch, counts)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for shape in (SMALL, LARGE):
+            _fit_once(shape)
+            assert counts() == [1] * len(counts())
+    assert seen and all(set(s) == {1} for s in seen)
+
+
+ONE_THREAD_CHILD = """
+import numpy as np
+from threadpoolctl import threadpool_info
+from minivae import VAE, Trainer
+from minivae.fast import FastStep
+seen, step = [], FastStep.__call__
+FastStep.__call__ = lambda self, *a, **k: (seen.append([i["num_threads"] for i in threadpool_info()
+                                                        if i["user_api"] == "blas"]), step(self, *a, **k))[1]
+trainer = Trainer(VAE(784, 20, (400,), seed=0), batch_size=128)  # a large product: the rule would use every thread
+trainer.fit((np.random.default_rng(0).random((128, 784)) < 0.3).astype(np.float32), epochs=1, progress=False)
+after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+print(len(seen), set(n for counts in seen for n in counts), set(after))
+"""
+
+
+def test_openblas_num_threads_1_keeps_every_step_on_one_thread():
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", ONE_THREAD_CHILD], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "{1}", "{1}"], done.stdout  # one step, every BLAS on one thread throughout
