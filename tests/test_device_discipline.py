@@ -23,7 +23,8 @@ HERE = Path(__file__).parent
 def test_the_gpu_path_keeps_its_arrays_on_the_device():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "fake_cupy"), os.environ.get("PYTHONPATH", "")]))
     # The fused kernels need NVRTC; everything else on the GPU path runs.
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_devices.py"),
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                             str(HERE / "test_devices.py"),
                              "-k", "not fused and not agree and not cli_runs"],
                             capture_output=True, text=True, env=env, cwd=HERE.parent, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
