@@ -39,6 +39,7 @@ from . import runs
 from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
 from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
+from .iwae import OBJECTIVES
 from .layers import ACTIVATIONS, INITS
 from .likelihoods import LIKELIHOODS
 from .engines import ENGINES
@@ -186,12 +187,19 @@ TRAIN_DEFAULTS = {
                  samples=4, likelihood="gaussian_per_example", init_log_var=-4.0, binarize="none", schedule="cosine",
                  ring_points=10000, ring_noise=0.05, init="he"),  # its table is measured with "he" (docs/results.md)
 }
+#: ``train``'s defaults under an importance-weighted ``--objective`` (:mod:`minivae.iwae`), before the data set's
+#: table: its K samples are ``--k-train``, so ``--samples`` is 1. ``IW_TRAIN_DEFAULTS[dataset][objective]``
+#: overrides them (and the table) for one data set.
+IW_DEFAULTS = dict(samples=1, k_train=8)
+IW_TRAIN_DEFAULTS: dict = {}
+
 #: The ring's size and noise when the ring is not being trained on (``score`` of an old checkpoint).
 RING_POINTS, RING_NOISE = 6000, 0.05
 
 
 #: ``train``'s defaults that are the same for every data set.
-COMMON_DEFAULTS = dict(dataset="digits", data_seed=0, optimizer="adam", lr_warmup=0.0, seed=0, conditional=False)
+COMMON_DEFAULTS = dict(dataset="digits", data_seed=0, optimizer="adam", lr_warmup=0.0, seed=0, conditional=False,
+                       objective="elbo")
 
 
 def _apply_defaults(args) -> None:
@@ -200,6 +208,13 @@ def _apply_defaults(args) -> None:
     for key, value in COMMON_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.objective == "elbo":
+        if args.k_train is None:
+            args.k_train = 1
+    else:
+        for key, value in {**IW_DEFAULTS, **IW_TRAIN_DEFAULTS.get(args.dataset, {}).get(args.objective, {})}.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
     table = TRAIN_DEFAULTS[args.dataset]
     for key, value in table.items():
         if getattr(args, key) is None:
@@ -488,6 +503,15 @@ def _check_train_flags(args) -> None:
         raise ValueError(f"--binarize: expected --likelihood bernoulli with binarized data (a Gaussian density of "
                          f"0/1 values is not their log-likelihood: it grows without bound as the variance shrinks), "
                          f"got --binarize {args.binarize} with --likelihood {args.model_likelihood}")
+    if args.objective == "elbo" and args.k_train != 1:
+        raise ValueError(f"--k-train: expected 1 with --objective elbo (the ELBO's samples are --samples), "
+                         f"got {args.k_train}")
+    if args.objective != "elbo" and args.samples != 1:
+        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
+                         f"got {args.samples}")
+    if args.objective != "elbo" and args.engine == "fast":
+        raise ValueError(f"--engine: expected reference with --objective {args.objective} (the fast engine "
+                         f"computes the ELBO only), got fast")
     _check_data_dir(args, args.dataset)
     _check_train_sizes(args)
     rows = _train_rows(args)
@@ -535,7 +559,8 @@ def _train(args, device: str, out: Path) -> int:
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
                        condition_dim=10 if args.conditional else 0, init=args.init,
-                       fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance)
+                       fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance,
+                       objective=args.objective, k_train=args.k_train)
     checkpoint = out / runs.CHECKPOINT
     _check_free_space(out, config)
     if args.resume:
@@ -552,7 +577,7 @@ def _train(args, device: str, out: Path) -> int:
             set_decoder_log_var(model, args.init_log_var)
         trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup,
                           seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]),
-                          engine=args.engine or "fast")
+                          engine=args.engine)  # None: fast for the ELBO, reference for the bound
         trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
         trainer.flags = _run_flags(args)  # and --resume takes the run's other flags from it
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
@@ -631,11 +656,13 @@ def _check_train_sizes(args) -> None:
         check_ring_fits(args.ring_points, "--ring-points")
     config = VAEConfig(data_dim=D, latent_dim=args.latent, hidden=args.hidden, activation=args.activation,
                        likelihood=args.likelihood if args.fixed_variance is None else "gaussian_fixed",
-                       n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init)
+                       n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init,
+                       objective=args.objective, k_train=args.k_train)
     check_fits("--hidden/--latent", model_bytes(config, training=True),
                f"{param_count(config)} parameters with their gradients and optimizer moments")
-    check_fits("--batch-size/--samples", activation_bytes(config, args.batch_size, args.samples),
-               f"the activations of a batch of {args.batch_size} with {args.samples} samples")
+    samples, flag = (args.samples, "--samples") if args.objective == "elbo" else (args.k_train, "--k-train")
+    check_fits(f"--batch-size/{flag}", activation_bytes(config, args.batch_size, samples),
+               f"the activations of a batch of {args.batch_size} with {samples} samples")
 
 
 def _check_free_space(out: Path, config) -> None:
@@ -986,9 +1013,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
     t.add_argument("--engine", choices=ENGINES, default=None,
-                   help="who computes the step: fast (the default), or reference, through VAE.forward, "
+                   help="who computes the step: fast (the default for --objective elbo), or reference (the default, "
+                        "and the only engine, for an importance-weighted --objective), through VAE.forward, "
                         "VAE.backward and Adam as the docs derive them; with --resume, default: the run's own")
     model_flags(t, None, None, None, None)
+    t.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="what training minimises: elbo (default), iwae (the importance-weighted bound of --k-train "
+                        "samples) or iwae-dreg (the same bound, the doubly reparameterised encoder gradient); the "
+                        "bound trains with --engine reference")
+    t.add_argument("--k-train", type=POSITIVE, default=None, metavar="K",
+                   help=f"importance samples per example of the training bound (--objective iwae or iwae-dreg; "
+                        f"default {IW_DEFAULTS['k_train']}, 1 for elbo)")
     t.add_argument("--init", choices=INITS, default=None,
                    help="initial weights: he (normal, variance 2/fan-in, zero biases) or torch (nn.Linear's uniform); "
                         "default: the data set's (torch, he for the ring)")
