@@ -476,11 +476,24 @@ def _load_resumed(args, out: Path, device: str):
     try:
         trainer = load_trainer(checkpoint, device, args.kernels, args.engine)  # None: the run's own engine
     except (OSError, ValueError) as exc:
+        if args.engine == "fast":  # a bound's run is refused the fast engine: say so by the flag's name
+            objective = _stored_objective(checkpoint)
+            if objective not in (None, "elbo"):
+                raise ValueError(f"--engine: expected reference for the resumed run's --objective {objective} "
+                                 f"(the fast engine computes the ELBO only), got fast") from exc
         raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
     if trainer.data is not None:
         check_data_record(trainer.data, f"--resume: the checkpoint {checkpoint}")
     runs.take_stored_flags(args, runs.stored_flags(trainer), checkpoint)
     return trainer
+
+
+def _stored_objective(checkpoint):
+    """The objective of the model in ``checkpoint``, or None when it cannot be read."""
+    try:
+        return load_model(checkpoint).config.objective
+    except (OSError, ValueError):
+        return None
 
 
 def _train_rows(args) -> int:
@@ -886,16 +899,24 @@ def cmd_score(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    if args.objective == "elbo" and args.k_train is not None:
+        raise ValueError(f"--k-train: expected only with --objective iwae, got {args.k_train} with --objective elbo")
+    k_train = 1 if args.objective == "elbo" else args.k_train or 4
+    if args.objective != "elbo" and args.samples != 1:
+        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
+                         f"got {args.samples}")
+    samples, flag = (args.samples, "--samples") if args.objective == "elbo" else (k_train, "--k-train")
     config = VAEConfig(data_dim=args.data_dim, latent_dim=args.latent, hidden=args.hidden, likelihood=args.likelihood,
-                       n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation)
+                       n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation,
+                       objective=args.objective, k_train=k_train)
     check_fits("--data-dim/--hidden/--latent", model_bytes(config, 8) * 2,
                f"{param_count(config)} float64 parameters")
-    check_fits("--batch/--samples", activation_bytes(config, args.batch, args.samples, 8),
-               f"a batch of {args.batch} with {args.samples} samples in float64")
+    check_fits(f"--batch/{flag}", activation_bytes(config, args.batch, samples, 8),
+               f"a batch of {args.batch} with {samples} samples in float64")
     rng = np.random.default_rng(args.seed)
     model = VAE(args.data_dim, args.latent, args.hidden, activation=args.activation, likelihood=args.likelihood,
-                n_samples=args.samples, condition_dim=args.condition_dim, dtype="float64", seed=args.seed,
-                device=_device(args))
+                n_samples=args.samples, condition_dim=args.condition_dim, objective=args.objective, k_train=k_train,
+                dtype="float64", seed=args.seed, device=_device(args))
     # non-zero everywhere, biases too; drawn on the host, so the check is the same on either device
     model.params.data[:] = to_device(rng.normal(0.0, 0.5, model.params.size), model.device)
     x = rng.random((args.batch, args.data_dim))
@@ -903,7 +924,7 @@ def cmd_gradcheck(args) -> int:
         x = np.round(x)
     c = datasets.one_hot(rng.integers(0, args.condition_dim, args.batch), args.condition_dim) \
         if args.condition_dim else None
-    noise = rng.standard_normal((args.samples, args.batch, args.latent))
+    noise = rng.standard_normal((samples, args.batch, args.latent))
     errors = model_gradient_errors(model, x, c, noise=noise, beta=args.beta)
     print(f"{model}\ncentral differences in float64, step 1e-6; relative error = max|a - n| / max(max|a|, max|n|)")
     print(f"{'parameter':<22} {'shape':<12} {'max relative error':>18}")
@@ -1059,6 +1080,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=POSITIVE, default=4)
     g.add_argument("--condition-dim", type=NON_NEGATIVE, default=0, help="> 0 checks a conditional VAE")
     g.add_argument("--beta", type=_number(0.0), default=1.0)
+    g.add_argument("--objective", choices=("elbo", "iwae"), default="elbo",
+                   help="the loss checked: the negative ELBO, or the importance-weighted bound of --k-train samples "
+                        "(iwae-dreg is not the gradient of a loss: tests/test_iwae.py checks it against its surrogate)")
+    g.add_argument("--k-train", type=POSITIVE, default=None, metavar="K",
+                   help="importance samples of the bound (--objective iwae; default 4)")
     model_flags(g, 3, (5, 4), "tanh")
     device_flag(g)
     g.set_defaults(func=cmd_gradcheck)

@@ -250,7 +250,7 @@ def test_a_bound_run_stores_its_objective_and_resumes_exactly(tmp_path, monkeypa
     assert code == 0 and "after epoch 1" in out, err
     same_run(tmp_path / "resumed", tmp_path / "straight")
     before = (tmp_path / "resumed" / "model.npz").read_bytes()
-    for flag, value in (("--objective", "iwae"), ("--objective", "elbo"), ("--k-train", "4")):
+    for flag, value in (("--objective", "iwae"), ("--objective", "elbo"), ("--k-train", "4"), ("--engine", "fast")):
         code, _, err = run("train", "--out", tmp_path / "resumed", "--resume", "--epochs", "3", flag, value)
         assert code == 2 and err.startswith(f"minivae train: error: {flag}: expected"), err
     assert (tmp_path / "resumed" / "model.npz").read_bytes() == before
@@ -264,3 +264,10 @@ def test_bad_objective_flags_are_refused_by_name_before_anything_is_made(tmp_pat
     code, _, err = run(*BASE, "--epochs", "1", *argv, "--out", tmp_path / "r")
     assert code == 2 and err.startswith(f"minivae train: error: {flag}: expected"), err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_gradcheck_command_checks_the_bound():
+    code, out, err = run("gradcheck", "--objective", "iwae", "--k-train", "3", "--likelihood", "gaussian_per_dim")
+    assert code == 0 and "objective='iwae', k_train=3" in out and "PASS" in out, err
+    code, _, err = run("gradcheck", "--objective", "iwae", "--samples", "2")
+    assert code == 2 and err.startswith("minivae gradcheck: error: --samples: expected 1"), err
