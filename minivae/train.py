@@ -42,7 +42,9 @@ class History:
     (the KL to the prior and the reconstruction term :math:`E_q[-\log p(x|z)]`), over the same steps, and
     ``train_kl_per_dim`` the KL split over the latent dimensions (K numbers per epoch; a dimension near 0 is
     unused: posterior collapse). ``val_loss`` is the negative ELBO (:math:`\beta = 1`) on the validation data,
-    ``val_kl``, ``val_nll`` and ``val_kl_per_dim`` its parts.
+    ``val_kl``, ``val_nll`` and ``val_kl_per_dim`` its parts. For a model trained on the importance-weighted bound
+    (``config.objective``, :mod:`minivae.iwae`) both losses are the negative bound of ``k_train`` samples and the
+    KLs (but not the per-dimension ones, which stay analytic) are its Monte Carlo estimates.
     """
 
     train_loss: list = field(default_factory=list)
