@@ -74,7 +74,7 @@ class ReferenceStep:
         always computed (the forward pass gives it), only not returned.
         """
         model = self.model
-        loss, cache = model.forward(batch.x, batch.c, rng=rng, beta=beta)  # L = beta mean_n KL_n + mean nll
+        loss, cache = model.forward(batch.x, batch.c, rng=rng, beta=beta)  # -ELBO (eq. neg-elbo) or -bound (iwae-loss)
         model.backward(cache)  # every parameter's gradient, into model.params.grad
         if not need_loss:
             return None

@@ -52,8 +52,10 @@ class LogNormalCache(NamedTuple):
 
 
 def log_normal_forward(z, mu, log_var):
-    r""":math:`\log q(z|x) = -\tfrac12 \sum_j \big[\log 2\pi + \log\sigma^2_j + (z_j - \mu_j)^2 e^{-\log\sigma^2_j}\big]`
-    (eq. ``log-normal``), as a function of all three inputs.
+    r"""The Gaussian log-density as a function of all three inputs (eq. ``log-normal``):
+
+    .. math::  \log q(z|x) = -\tfrac12 \sum_j \big[\log 2\pi + \log\sigma^2_j
+               + (z_j - \mu_j)^2 e^{-\log\sigma^2_j}\big]
 
     Shapes: z (k, N, K); mu, log_var (N, K) -> (k, N).
     """
