@@ -136,7 +136,7 @@ class IWCache(NamedTuple):
 
     prior: object  # log p(z) cache (z itself)
     q: object  # log q(z|x) cache
-    lme: object  # log-mean-exp cache: the self-normalised weights (K, N)
+    lme: object  # log-mean-exp cache: the self-normalised weights (S, N), S = k_train
 
 
 class Loss(NamedTuple):
@@ -184,7 +184,7 @@ class VAE:
         ``k_train`` samples) or ``"iwae-dreg"`` (the same bound, the doubly reparameterised encoder gradient).
         See :mod:`minivae.iwae` and ``docs/derivations/iwae_training.md``.
     k_train : int
-        K, the importance samples per example of the bound (1 for the ELBO, whose samples are ``n_samples``).
+        k, the importance samples per example of the bound (1 for the ELBO, whose samples are ``n_samples``).
     init : str
         The initial weights: ``"he"`` (normal, variance 2/fan-in before a ReLU, 1/fan-in otherwise; zero biases)
         or ``"torch"`` (PyTorch's ``nn.Linear``: weights and biases uniform on :math:`\pm 1/\sqrt{\text{fan-in}}`).
