@@ -33,3 +33,4 @@ def test_the_ring_benchmark_trains_on_the_bound_with_its_own_pass_mark():
     refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ring.py"), "--quick", "--objective", "iwae",
                               "--torch"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--torch: expected with --objective elbo" in refused.stderr
+
