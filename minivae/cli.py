@@ -39,6 +39,7 @@ from . import runs
 from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
 from .gradcheck import model_gradient_errors
 from .images import image_grid, write_png
+from .iwae import OBJECTIVES
 from .layers import ACTIVATIONS, INITS
 from .likelihoods import LIKELIHOODS
 from .engines import ENGINES
@@ -186,12 +187,19 @@ TRAIN_DEFAULTS = {
                  samples=4, likelihood="gaussian_per_example", init_log_var=-4.0, binarize="none", schedule="cosine",
                  ring_points=10000, ring_noise=0.05, init="he"),  # its table is measured with "he" (docs/results.md)
 }
+#: ``train``'s defaults under an importance-weighted ``--objective`` (:mod:`minivae.iwae`), taken before the data
+#: set's table: its samples are ``--k-train``, so ``--samples`` is 1. With the ring's table they are the ring's
+#: recipe for the bound: ``minivae train --dataset ring --objective iwae-dreg`` ends within 0.02 nat of the exact
+#: held-out NLL on seeds 0-3 (``benchmarks/ring.py --objective iwae-dreg``; the table is in docs/results.md).
+IW_DEFAULTS = dict(samples=1, k_train=8)
+
 #: The ring's size and noise when the ring is not being trained on (``score`` of an old checkpoint).
 RING_POINTS, RING_NOISE = 6000, 0.05
 
 
 #: ``train``'s defaults that are the same for every data set.
-COMMON_DEFAULTS = dict(dataset="digits", data_seed=0, optimizer="adam", lr_warmup=0.0, seed=0, conditional=False)
+COMMON_DEFAULTS = dict(dataset="digits", data_seed=0, optimizer="adam", lr_warmup=0.0, seed=0, conditional=False,
+                       objective="elbo")
 
 
 def _apply_defaults(args) -> None:
@@ -200,6 +208,13 @@ def _apply_defaults(args) -> None:
     for key, value in COMMON_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.objective == "elbo":
+        if args.k_train is None:
+            args.k_train = 1
+    else:
+        for key, value in IW_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
     table = TRAIN_DEFAULTS[args.dataset]
     for key, value in table.items():
         if getattr(args, key) is None:
@@ -461,11 +476,24 @@ def _load_resumed(args, out: Path, device: str):
     try:
         trainer = load_trainer(checkpoint, device, args.kernels, args.engine)  # None: the run's own engine
     except (OSError, ValueError) as exc:
+        if args.engine == "fast":  # a bound's run is refused the fast engine: say so by the flag's name
+            objective = _stored_objective(checkpoint)
+            if objective not in (None, "elbo"):
+                raise ValueError(f"--engine: expected reference for the resumed run's --objective {objective} "
+                                 f"(the fast engine computes the ELBO only), got fast") from exc
         raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
     if trainer.data is not None:
         check_data_record(trainer.data, f"--resume: the checkpoint {checkpoint}")
     runs.take_stored_flags(args, runs.stored_flags(trainer), checkpoint)
     return trainer
+
+
+def _stored_objective(checkpoint):
+    """The objective of the model in ``checkpoint``, or None when it cannot be read."""
+    try:
+        return load_model(checkpoint).config.objective
+    except (OSError, ValueError):
+        return None
 
 
 def _train_rows(args) -> int:
@@ -488,6 +516,15 @@ def _check_train_flags(args) -> None:
         raise ValueError(f"--binarize: expected --likelihood bernoulli with binarized data (a Gaussian density of "
                          f"0/1 values is not their log-likelihood: it grows without bound as the variance shrinks), "
                          f"got --binarize {args.binarize} with --likelihood {args.model_likelihood}")
+    if args.objective == "elbo" and args.k_train != 1:
+        raise ValueError(f"--k-train: expected 1 with --objective elbo (the ELBO's samples are --samples), "
+                         f"got {args.k_train}")
+    if args.objective != "elbo" and args.samples != 1:
+        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
+                         f"got {args.samples}")
+    if args.objective != "elbo" and args.engine == "fast":
+        raise ValueError(f"--engine: expected reference with --objective {args.objective} (the fast engine "
+                         f"computes the ELBO only), got fast")
     _check_data_dir(args, args.dataset)
     _check_train_sizes(args)
     rows = _train_rows(args)
@@ -535,7 +572,8 @@ def _train(args, device: str, out: Path) -> int:
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
                        activation=args.activation, likelihood=likelihood, n_samples=args.samples,
                        condition_dim=10 if args.conditional else 0, init=args.init,
-                       fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance)
+                       fixed_variance=1.0 if args.fixed_variance is None else args.fixed_variance,
+                       objective=args.objective, k_train=args.k_train)
     checkpoint = out / runs.CHECKPOINT
     _check_free_space(out, config)
     if args.resume:
@@ -552,7 +590,7 @@ def _train(args, device: str, out: Path) -> int:
             set_decoder_log_var(model, args.init_log_var)
         trainer = Trainer(model, args.optimizer, batch_size=args.batch_size, warmup_epochs=args.warmup,
                           seed=args.seed, kernels=args.kernels, schedule=_schedule(args, split.train.shape[0]),
-                          engine=args.engine or "fast")
+                          engine=args.engine)  # None: fast for the ELBO, reference for the bound
         trainer.data = record  # saved with every checkpoint: score rebuilds the same data and split
         trainer.flags = _run_flags(args)  # and --resume takes the run's other flags from it
     print(f"{model}\ntraining on {describe(record)}: {split.train.shape[0]} train, {split.val.shape[0]} validation, "
@@ -631,11 +669,13 @@ def _check_train_sizes(args) -> None:
         check_ring_fits(args.ring_points, "--ring-points")
     config = VAEConfig(data_dim=D, latent_dim=args.latent, hidden=args.hidden, activation=args.activation,
                        likelihood=args.likelihood if args.fixed_variance is None else "gaussian_fixed",
-                       n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init)
+                       n_samples=args.samples, condition_dim=10 if args.conditional else 0, init=args.init,
+                       objective=args.objective, k_train=args.k_train)
     check_fits("--hidden/--latent", model_bytes(config, training=True),
                f"{param_count(config)} parameters with their gradients and optimizer moments")
-    check_fits("--batch-size/--samples", activation_bytes(config, args.batch_size, args.samples),
-               f"the activations of a batch of {args.batch_size} with {args.samples} samples")
+    samples, flag = (args.samples, "--samples") if args.objective == "elbo" else (args.k_train, "--k-train")
+    check_fits(f"--batch-size/{flag}", activation_bytes(config, args.batch_size, samples),
+               f"the activations of a batch of {args.batch_size} with {samples} samples")
 
 
 def _check_free_space(out: Path, config) -> None:
@@ -859,16 +899,24 @@ def cmd_score(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    if args.objective == "elbo" and args.k_train is not None:
+        raise ValueError(f"--k-train: expected only with --objective iwae, got {args.k_train} with --objective elbo")
+    k_train = 1 if args.objective == "elbo" else args.k_train or 4
+    if args.objective != "elbo" and args.samples != 1:
+        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
+                         f"got {args.samples}")
+    samples, flag = (args.samples, "--samples") if args.objective == "elbo" else (k_train, "--k-train")
     config = VAEConfig(data_dim=args.data_dim, latent_dim=args.latent, hidden=args.hidden, likelihood=args.likelihood,
-                       n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation)
+                       n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation,
+                       objective=args.objective, k_train=k_train)
     check_fits("--data-dim/--hidden/--latent", model_bytes(config, 8) * 2,
                f"{param_count(config)} float64 parameters")
-    check_fits("--batch/--samples", activation_bytes(config, args.batch, args.samples, 8),
-               f"a batch of {args.batch} with {args.samples} samples in float64")
+    check_fits(f"--batch/{flag}", activation_bytes(config, args.batch, samples, 8),
+               f"a batch of {args.batch} with {samples} samples in float64")
     rng = np.random.default_rng(args.seed)
     model = VAE(args.data_dim, args.latent, args.hidden, activation=args.activation, likelihood=args.likelihood,
-                n_samples=args.samples, condition_dim=args.condition_dim, dtype="float64", seed=args.seed,
-                device=_device(args))
+                n_samples=args.samples, condition_dim=args.condition_dim, objective=args.objective, k_train=k_train,
+                dtype="float64", seed=args.seed, device=_device(args))
     # non-zero everywhere, biases too; drawn on the host, so the check is the same on either device
     model.params.data[:] = to_device(rng.normal(0.0, 0.5, model.params.size), model.device)
     x = rng.random((args.batch, args.data_dim))
@@ -876,7 +924,7 @@ def cmd_gradcheck(args) -> int:
         x = np.round(x)
     c = datasets.one_hot(rng.integers(0, args.condition_dim, args.batch), args.condition_dim) \
         if args.condition_dim else None
-    noise = rng.standard_normal((args.samples, args.batch, args.latent))
+    noise = rng.standard_normal((samples, args.batch, args.latent))
     errors = model_gradient_errors(model, x, c, noise=noise, beta=args.beta)
     print(f"{model}\ncentral differences in float64, step 1e-6; relative error = max|a - n| / max(max|a|, max|n|)")
     print(f"{'parameter':<22} {'shape':<12} {'max relative error':>18}")
@@ -991,9 +1039,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kernels", choices=KERNELS, default="plain",
                    help="the step's elementwise work as array code, or as fused CUDA kernels (needs --device cuda)")
     t.add_argument("--engine", choices=ENGINES, default=None,
-                   help="who computes the step: fast (the default), or reference, through VAE.forward, "
+                   help="who computes the step: fast (the default for --objective elbo), or reference (the default, "
+                        "and the only engine, for an importance-weighted --objective), through VAE.forward, "
                         "VAE.backward and Adam as the docs derive them; with --resume, default: the run's own")
     model_flags(t, None, None, None, None)
+    t.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="what training minimises: elbo (default), iwae (the importance-weighted bound of --k-train "
+                        "samples) or iwae-dreg (the same bound, the doubly reparameterised encoder gradient); the "
+                        "bound trains with --engine reference")
+    t.add_argument("--k-train", type=POSITIVE, default=None, metavar="K",
+                   help=f"importance samples per example of the training bound (--objective iwae or iwae-dreg; "
+                        f"default {IW_DEFAULTS['k_train']}, 1 for elbo)")
     t.add_argument("--init", choices=INITS, default=None,
                    help="initial weights: he (normal, variance 2/fan-in, zero biases) or torch (nn.Linear's uniform); "
                         "default: the data set's (torch, he for the ring)")
@@ -1029,6 +1085,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=POSITIVE, default=4)
     g.add_argument("--condition-dim", type=NON_NEGATIVE, default=0, help="> 0 checks a conditional VAE")
     g.add_argument("--beta", type=_number(0.0), default=1.0)
+    g.add_argument("--objective", choices=("elbo", "iwae"), default="elbo",
+                   help="the loss checked: the negative ELBO, or the importance-weighted bound of --k-train samples "
+                        "(iwae-dreg is not the gradient of a loss: tests/test_iwae.py checks it against its surrogate)")
+    g.add_argument("--k-train", type=POSITIVE, default=None, metavar="K",
+                   help="importance samples of the bound (--objective iwae; default 4)")
     model_flags(g, 3, (5, 4), "tanh")
     device_flag(g)
     g.set_defaults(func=cmd_gradcheck)

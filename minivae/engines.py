@@ -11,6 +11,10 @@ Every intermediate is a new array, the whole batch goes through one thread, and 
 the same maths with reused buffers, activations in place, fused elementwise chains and a large batch split
 over the cores. ``docs/engines.md`` lists what differs and the test that pins each difference;
 ``tests/test_engines.py`` pins the two engines' training step for step.
+
+An importance-weighted objective (``objective="iwae"`` or ``"iwae-dreg"``, :mod:`minivae.iwae`) is computed by
+the reference engine only: it is the default engine for such a model (:func:`default_engine`), and the fast
+one is refused by name.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ class ReferenceStep:
         always computed (the forward pass gives it), only not returned.
         """
         model = self.model
-        loss, cache = model.forward(batch.x, batch.c, rng=rng, beta=beta)  # L = beta mean_n KL_n + mean nll
+        loss, cache = model.forward(batch.x, batch.c, rng=rng, beta=beta)  # -ELBO (eq. neg-elbo) or -bound (iwae-loss)
         model.backward(cache)  # every parameter's gradient, into model.params.grad
         if not need_loss:
             return None
@@ -79,13 +83,23 @@ class ReferenceStep:
         return loss.total
 
 
+def default_engine(model) -> str:
+    """The engine a trainer uses when none is named: the fast one for the ELBO, the reference for an
+    importance-weighted objective (:mod:`minivae.iwae`), which only the reference computes."""
+    return "fast" if model.config.objective == "elbo" else "reference"
+
+
 def make_step(engine: str, model, kernels: str = "plain"):
     """The training step of ``engine``: a :class:`ReferenceStep` or a :class:`minivae.fast.FastStep`.
 
     ``kernels`` picks the fast step's elementwise operations; the reference has only array code, so it takes
-    ``"plain"`` only.
+    ``"plain"`` only. The fast step computes the ELBO only: a model whose ``config.objective`` is an
+    importance-weighted bound trains with ``engine="reference"``, and ``"fast"`` is refused by name.
     """
     if check_engine(engine) == "fast":
+        if model.config.objective != "elbo":
+            raise ValueError(f"engine: expected 'reference' for objective {model.config.objective!r} (the fast "
+                             f"step computes the ELBO only), got 'fast'")
         return FastStep(model, kernels)
     if kernels != "plain":
         raise ValueError(f"kernels: expected 'plain' with engine='reference' (fused kernels belong to the fast "

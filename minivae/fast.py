@@ -95,9 +95,11 @@ class Workspace:
 
 def largest_product(model, n: int) -> int:
     """Multiply-adds of the largest matrix product in a training step of ``model`` on ``n`` examples, either
-    engine: the encoder's layers take ``n`` rows, the decoder's ``S n``; a weight gradient takes as many as its
-    layer's forward product. :func:`minivae.cores.held_for` picks the BLAS's threads from it."""
-    sizes, rows = model._layer_sizes(), {"encoder": n, "decoder": model.config.n_samples * n}
+    engine: the encoder's layers take ``n`` rows, the decoder's ``S K n`` (``S = n_samples``, ``K = k_train``, one
+    of them 1); a weight gradient takes as many as its layer's forward product. :func:`minivae.cores.held_for` picks
+    the BLAS's threads from it."""
+    samples = model.config.n_samples * model.config.k_train
+    sizes, rows = model._layer_sizes(), {"encoder": n, "decoder": samples * n}
     return max(rows[net] * fan_in * fan_out for net, widths in sizes.items()
                for fan_in, fan_out in zip(widths[:-1], widths[1:]))
 

@@ -28,6 +28,9 @@ import numpy as np
 
 from .backend import (array_module, default_rng, generator_device, get_array_module, resolve_device, to_device,
                       to_numpy)
+from .iwae import (OBJECTIVES, dreg_scale, log_mean_exp_backward, log_mean_exp_forward, log_normal_backward,
+                   log_normal_forward, log_prior_backward, log_prior_forward, log_weights_backward,
+                   log_weights_forward)
 from .kl import kl_backward, kl_forward
 from .layers import ACTIVATIONS, DEFAULT_INIT, INITS, affine_init, get_activation
 from .likelihoods import LIKELIHOODS, get_likelihood
@@ -49,6 +52,9 @@ class VAEConfig:
     reverse unless ``decoder_hidden`` is given. ``()`` means no hidden layer
     (linear encoder/decoder). ``condition_dim > 0`` makes a conditional VAE.
     ``init`` names how the weights start (:data:`minivae.layers.INITS`, :func:`minivae.layers.affine_init`).
+    ``objective`` is what training minimises (:data:`minivae.iwae.OBJECTIVES`): ``"elbo"`` (with ``n_samples``
+    samples and the analytic KL), ``"iwae"`` (the importance-weighted bound of ``k_train`` samples) or
+    ``"iwae-dreg"`` (the same bound, the doubly reparameterised encoder gradient); see :mod:`minivae.iwae`.
     """
 
     data_dim: int
@@ -61,6 +67,8 @@ class VAEConfig:
     n_samples: int = 1
     condition_dim: int = 0
     init: str = DEFAULT_INIT
+    objective: str = "elbo"
+    k_train: int = 1
 
     def __post_init__(self):
         # Each field is checked and stored as a plain Python value (an np.int64 would not survive JSON).
@@ -82,6 +90,19 @@ class VAEConfig:
         set_field(self, "n_samples", check_int("n_samples", self.n_samples, 1))
         set_field(self, "condition_dim", check_int("condition_dim", self.condition_dim, 0))
         check_choice("init", self.init, INITS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        set_field(self, "k_train", check_int("k_train", self.k_train, 1))
+        if self.objective == "elbo" and self.k_train != 1:
+            raise ValueError(f"k_train: expected 1 with objective 'elbo' (its samples are n_samples), "
+                             f"got {self.k_train}")
+        if self.objective != "elbo" and self.n_samples != 1:
+            raise ValueError(f"n_samples: expected 1 with objective {self.objective!r} (its samples are k_train), "
+                             f"got {self.n_samples}")
+
+    @property
+    def train_samples(self) -> int:
+        """How many samples of z per example a training step draws: ``n_samples`` or ``k_train``."""
+        return self.n_samples if self.objective == "elbo" else self.k_train
 
     @property
     def decoder_widths(self) -> tuple:
@@ -106,13 +127,28 @@ class ForwardCache(NamedTuple):
     n_samples: int
     batch: int
     beta: float
+    objective: str = "elbo"
+    iw: object = None  # IWCache of an importance-weighted objective, None for the ELBO
+
+
+class IWCache(NamedTuple):
+    """The importance-weighted objective's steps (:mod:`minivae.iwae`), for :meth:`VAE.backward`."""
+
+    prior: object  # log p(z) cache (z itself)
+    q: object  # log q(z|x) cache
+    lme: object  # log-mean-exp cache: the self-normalised weights (S, N), S = k_train
 
 
 class Loss(NamedTuple):
-    """The negative ELBO and its two parts, each averaged over the batch (0-d arrays)."""
+    """The loss and its two parts, each averaged over the batch (0-d arrays).
 
-    total: object  # beta * kl + nll
-    kl: object  # mean KL(q(z|x) || p(z))
+    For the ELBO ``total`` is ``beta * kl + nll`` with the analytic KL. For an importance-weighted objective
+    ``total`` is the negative bound (eq. ``iwae-loss``), ``kl`` the Monte Carlo KL (mean of log q - log p over the
+    samples) and ``nll`` the mean of -log p(x|z): at ``k_train = 1`` ``total`` is again ``beta * kl + nll``.
+    """
+
+    total: object  # the minimised loss
+    kl: object  # mean KL(q(z|x) || p(z)), analytic (elbo) or sampled (iwae)
     nll: object  # mean over examples and samples of -log p(x|z)
 
 
@@ -143,6 +179,12 @@ class VAE:
         S, Monte Carlo samples of z per example in the loss (the lecture's B).
     condition_dim : int
         C > 0 for a conditional VAE (see :class:`CVAE`).
+    objective : str
+        What training minimises: ``"elbo"`` (the default), ``"iwae"`` (the importance-weighted bound of
+        ``k_train`` samples) or ``"iwae-dreg"`` (the same bound, the doubly reparameterised encoder gradient).
+        See :mod:`minivae.iwae` and ``docs/derivations/iwae_training.md``.
+    k_train : int
+        k, the importance samples per example of the bound (1 for the ELBO, whose samples are ``n_samples``).
     init : str
         The initial weights: ``"he"`` (normal, variance 2/fan-in before a ReLU, 1/fan-in otherwise; zero biases)
         or ``"torch"`` (PyTorch's ``nn.Linear``: weights and biases uniform on :math:`\pm 1/\sqrt{\text{fan-in}}`).
@@ -172,12 +214,13 @@ class VAE:
 
     def __init__(self, data_dim=None, latent_dim=2, hidden=(64,), *, decoder_hidden=None, activation="relu",
                  likelihood="bernoulli", fixed_variance=1.0, n_samples=1, condition_dim=0, init=DEFAULT_INIT,
-                 dtype="float32", seed=0, device="cpu", config: VAEConfig | None = None):
+                 objective="elbo", k_train=1, dtype="float32", seed=0, device="cpu",
+                 config: VAEConfig | None = None):
         if config is None:
             config = VAEConfig(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                                decoder_hidden=decoder_hidden, activation=activation, likelihood=likelihood,
                                fixed_variance=fixed_variance, n_samples=n_samples, condition_dim=condition_dim,
-                               init=init)
+                               init=init, objective=objective, k_train=k_train)
         elif not isinstance(config, VAEConfig):
             raise TypeError(f"config: expected a VAEConfig, got {type(config).__name__}")
         if isinstance(dtype, (str, type, np.dtype)):  # "float32", np.float32, np.dtype("f4") ... all name one dtype
@@ -299,15 +342,17 @@ class VAE:
     # ------------------------------------------------------------------ loss and gradients
 
     def forward(self, x, c=None, *, noise=None, rng=None, beta: float = 1.0):
-        """The negative ELBO (eq. ``neg-elbo``) and the cache for :meth:`backward`.
+        """The loss of ``config.objective`` and the cache for :meth:`backward`: the negative ELBO
+        (eq. ``neg-elbo``) or the negative importance-weighted bound (eq. ``iwae-loss``).
 
         ``x`` (N, D) float; ``c`` (N, C) for a CVAE; ``noise`` (S, N, K) is
         :math:`\\varepsilon`, drawn from ``rng`` (default: the model's own
-        generator) when not given. Float arrays are cast to the model's dtype.
+        generator) when not given; S is ``n_samples`` for the ELBO, ``k_train`` for the bound (a given
+        ``noise`` may have any S: its samples are the ones averaged). Float arrays are cast to the model's dtype.
         Returns ``(Loss, ForwardCache)``.
         """
         x = self._check_x(x)
-        N, K, S = x.shape[0], self.config.latent_dim, self.config.n_samples
+        N, K, S = x.shape[0], self.config.latent_dim, self.config.train_samples
         c = self._check_c(c, N, "x")
         beta = check_float("beta", beta, minimum=0.0)
         rng = self._check_rng(rng)
@@ -322,24 +367,42 @@ class VAE:
         mu, log_var_raw = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
         log_var, clamp_cache = clamp_log_var_forward(log_var_raw)
         z, rep_cache = reparameterize_forward(mu, log_var, noise)  # (S, N, K)
-        kl, kl_cache = kl_forward(mu, log_var)  # (N,)
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
         dec_out, dec_cache = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep),
                                          self._weights("decoder"), self.activation)
         dec_out = dec_out.reshape(S, N, -1)
         nll, nll_cache = self.likelihood.nll_forward(dec_out, x, self._likelihood_params())  # (S, N)
+        if self.config.objective != "elbo":
+            return self._iw_forward(mu, log_var, z, nll, beta,
+                                    ForwardCache(enc_cache, clamp_cache, rep_cache, None, dec_cache, nll_cache, S, N,
+                                                 beta, self.config.objective))
 
+        kl, kl_cache = kl_forward(mu, log_var)  # (N,)
         kl_mean = kl.mean()
         nll_mean = nll.mean()
         loss = Loss(beta * kl_mean + nll_mean, kl_mean, nll_mean)
         return loss, ForwardCache(enc_cache, clamp_cache, rep_cache, kl_cache, dec_cache, nll_cache, S, N, beta)
 
+    @staticmethod
+    def _iw_forward(mu, log_var, z, nll, beta, cache: ForwardCache):
+        """The rest of the forward pass for an importance-weighted objective (eqs. ``iwae-logw``, ``iwae-loss``)."""
+        log_pz, prior_cache = log_prior_forward(z)  # (S, N)
+        log_qz, q_cache = log_normal_forward(z, mu, log_var)  # (S, N)
+        log_w = log_weights_forward(-nll, log_pz, log_qz, beta)  # (S, N)
+        bound, lme_cache = log_mean_exp_forward(log_w)  # (N,)  log (1/S) sum_i w_i
+        kl_mean = (log_qz - log_pz).mean()  # the Monte Carlo KL, reported
+        loss = Loss(-bound.mean(), kl_mean, nll.mean())
+        return loss, cache._replace(iw=IWCache(prior_cache, q_cache, lme_cache))
+
     def backward(self, cache: ForwardCache):
-        """Every parameter's gradient, written into ``self.params.grad`` (eq. ``elbo-bwd``).
+        """Every parameter's gradient, written into ``self.params.grad`` (eq. ``elbo-bwd``; for an
+        importance-weighted objective eqs. ``iwae-bwd`` and ``dreg``).
 
         Walks the steps of :meth:`forward` in reverse. Returns the dict of
         named gradient views.
         """
+        if cache.objective != "elbo":
+            return self._iw_backward(cache)
         S, N, K = cache.n_samples, cache.batch, self.config.latent_dim
         xp, dtype = self.params.xp, self.dtype
         grads = self.params.grads
@@ -359,6 +422,38 @@ class VAE:
         dmu_from_kl, dlog_var_from_kl = kl_backward(dkl, cache.kl)
         dmu = dmu_from_z + dmu_from_kl  # mu feeds both z and the KL
         dlog_var = dlog_var_from_z + dlog_var_from_kl  # and so does log_var
+        dlog_var_raw = clamp_log_var_backward(dlog_var, cache.clamp)
+        _, enc_grads = mlp_backward(join_head(dmu, dlog_var_raw), cache.enc, self.activation, need_dx=False)
+        self._store("encoder", enc_grads)
+        return grads
+
+    def _iw_backward(self, cache: ForwardCache):
+        """:meth:`backward` for ``"iwae"`` (eq. ``iwae-bwd``) and ``"iwae-dreg"`` (eq. ``dreg``)."""
+        S, N, K = cache.n_samples, cache.batch, self.config.latent_dim
+        grads = self.params.grads
+        weights = cache.iw.lme.weights  # (S, N) the self-normalised weights
+
+        # L = -mean_n log (1/S) sum_i w_in
+        dbound = self.params.xp.full((N,), -1.0 / N, dtype=self.dtype)
+        dlog_w = log_mean_exp_backward(dbound, cache.iw.lme)  # -w~_in / N
+        dlog_px, dlog_pz, dlog_qz = log_weights_backward(dlog_w, cache.beta)
+
+        ddec_out, dlik = self.likelihood.nll_backward(-dlog_px, cache.nll)  # nll = -log p(x|z)
+        for key, g in dlik.items():
+            grads[f"likelihood.{key}"][...] = g
+        ddec_in, dec_grads = mlp_backward(ddec_out.reshape(S * N, -1), cache.dec, self.activation)
+        self._store("decoder", dec_grads)  # the decoder's gradient: w~ for both objectives
+
+        dz_from_dec = ddec_in[:, :K].reshape(S, N, K)  # the condition columns of the decoder input need no gradient
+        dz_from_prior = log_prior_backward(dlog_pz, cache.iw.prior)
+        dz_from_q, dmu_score, dlog_var_score = log_normal_backward(dlog_qz, cache.iw.q)
+        dz = dz_from_dec + dz_from_prior + dz_from_q  # z_i feeds log p(x|z_i), log p(z_i) and log q(z_i|x)
+        if cache.objective == "iwae-dreg":
+            dz = dz * dreg_scale(weights, cache.beta)[..., None]  # w~_i (1 - beta + beta w~_i) on the path (eq. dreg)
+        dmu, dlog_var = reparameterize_backward(dz, cache.rep)
+        if cache.objective == "iwae":  # mu and log_var also enter log q directly (z held fixed): the score terms
+            dmu = dmu + dmu_score
+            dlog_var = dlog_var + dlog_var_score
         dlog_var_raw = clamp_log_var_backward(dlog_var, cache.clamp)
         _, enc_grads = mlp_backward(join_head(dmu, dlog_var_raw), cache.enc, self.activation, need_dx=False)
         self._store("encoder", enc_grads)
@@ -489,6 +584,7 @@ class VAE:
         kind = "CVAE" if self.conditional else "VAE"
         return (f"{kind}(data_dim={c.data_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
                 f"activation={c.activation!r}, likelihood={c.likelihood!r}, n_samples={c.n_samples}"
+                + (f", objective={c.objective!r}, k_train={c.k_train}" if c.objective != "elbo" else "")
                 + (f", condition_dim={c.condition_dim}" if self.conditional else "")
                 + f", dtype={self.dtype.name!r}" + (f", device={self.device!r}" if self.device != "cpu" else "")
                 + f", parameters={self.params.size})")

@@ -349,6 +349,7 @@ def stored_flags(trainer) -> dict:
     config = trainer.model.config
     flags = {"latent": config.latent_dim, "hidden": tuple(config.hidden), "activation": config.activation,
              "samples": config.n_samples, "likelihood": config.likelihood, "init": config.init,
+             "objective": config.objective, "k_train": config.k_train,
              "conditional": config.condition_dim > 0, "seed": trainer.seed, "batch_size": trainer.batch_size,
              "optimizer": trainer.optimizer.name, "warmup": float(trainer.warmup_epochs),
              "fixed_variance": config.fixed_variance if config.likelihood == "gaussian_fixed" else None}

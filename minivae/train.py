@@ -22,7 +22,7 @@ import numpy as np
 
 from .backend import default_rng, get_array_module, take_rows, to_numpy
 from .cores import held_for
-from .engines import check_engine, make_step
+from .engines import check_engine, default_engine, make_step
 from .fast import largest_product
 from .kl import kl_per_dim
 from .model import VAE
@@ -45,7 +45,9 @@ class History:
     (the KL to the prior and the reconstruction term :math:`E_q[-\log p(x|z)]`), over the same steps, and
     ``train_kl_per_dim`` the KL split over the latent dimensions (K numbers per epoch; a dimension near 0 is
     unused: posterior collapse). ``val_loss`` is the negative ELBO (:math:`\beta = 1`) on the validation data,
-    ``val_kl``, ``val_nll`` and ``val_kl_per_dim`` its parts.
+    ``val_kl``, ``val_nll`` and ``val_kl_per_dim`` its parts. For a model trained on the importance-weighted bound
+    (``config.objective``, :mod:`minivae.iwae`) both losses are the negative bound of ``k_train`` samples and the
+    KLs (but not the per-dimension ones, which stay analytic) are its Monte Carlo estimates.
     """
 
     train_loss: list = field(default_factory=list)
@@ -86,8 +88,9 @@ class Trainer:
         optimizer's ``lr`` is set from it before every update. Default: ``Constant(lr)``.
     **optimizer_options
         E.g. ``momentum=0.9`` for SGD, ``beta1``, ``beta2``, ``eps`` for Adam.
-    engine : ``"fast"`` or ``"reference"``
-        Who computes the step (:mod:`minivae.engines`): the fast twin (default), or the code the derivations
+    engine : ``"fast"``, ``"reference"`` or None
+        Who computes the step (:mod:`minivae.engines`): the fast twin (None: the default for the ELBO; an
+        importance-weighted objective trains with the reference only, its default), or the code the derivations
         walk through, :meth:`VAE.forward <minivae.model.VAE.forward>`, :meth:`VAE.backward
         <minivae.model.VAE.backward>` and the update of eq. ``adam`` (or ``sgd``) as written, nothing in place and
         on one thread, where a debugger's breakpoint is reached. The two train alike (``tests/test_engines.py``).
@@ -95,7 +98,7 @@ class Trainer:
 
     def __init__(self, model, optimizer: str = "adam", lr: float | None = None, batch_size: int = 128,
                  warmup_epochs: float = 0.0, seed: int = 0, kernels: str = "plain", *, schedule=None,
-                 engine: str = "fast", **optimizer_options):
+                 engine: str | None = None, **optimizer_options):
         if not isinstance(model, VAE):
             raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
         self.model = model
@@ -106,6 +109,7 @@ class Trainer:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.schedule = _resolve_schedule(schedule, lr)
         _check_optimizer_options(type(self).__name__, optimizer, optimizer_options)
+        engine = default_engine(model) if engine is None else engine  # "fast" for the ELBO, else "reference"
         self.engine = check_engine(engine)
         self._engine_step = make_step(engine, model, kernels)  # FastStep or ReferenceStep
         self.kernels = kernels
@@ -376,7 +380,7 @@ def _progress(total: int, enabled: bool):
 def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam",
         lr: float | None = None, warmup_epochs: float = 0.0, seed: int = 0, x_val=None, c_val=None,
         progress: bool = True, checkpoint: str | None = None, kernels: str = "plain", schedule=None,
-        engine: str = "fast", **optimizer_options) -> History:
+        engine: str | None = None, **optimizer_options) -> History:
     """Train ``model`` in place (a one-call wrapper around :class:`Trainer`).
 
     ``lr`` defaults to 1e-3, constant; ``schedule`` (a :class:`~minivae.schedules.Schedule` or its dict spec)

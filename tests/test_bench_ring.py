@@ -23,3 +23,14 @@ def test_the_ring_benchmark_prints_a_row_per_seed_and_notes_a_missing_torch():
         assert "PyTorch: skipped, torch is not importable" in out
     else:
         assert "plain PyTorch" in out
+
+
+def test_the_ring_benchmark_trains_on_the_bound_with_its_own_pass_mark():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ring.py"), "--quick", "--objective", "iwae-dreg"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert "--objective iwae-dreg" in done.stdout and "within 0.02 nat |" in done.stdout, done.stderr
+    refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ring.py"), "--quick", "--objective", "iwae",
+                              "--torch"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--torch: expected with --objective elbo" in refused.stderr
+
