@@ -1,7 +1,5 @@
 """The reference engine (VAE.forward, VAE.backward, eq. adam as written) trains exactly as the fast one does."""
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
@@ -9,7 +7,6 @@ from hypothesis import given, strategies as st
 
 from minivae import fast
 from minivae.checkpoint import load_checkpoint, save_checkpoint
-from minivae.cli import main
 from minivae.engines import ENGINES, ReferenceStep
 from minivae.layers import ACTIVATIONS
 from minivae.likelihoods import LIKELIHOODS
@@ -18,6 +15,7 @@ from minivae.optim import SGD, Adam, ReferenceAdam, ReferenceSGD, make_optimizer
 from minivae.params import ParamBuffer
 from minivae.serialize import load_trainer, save_trainer
 from minivae.train import Trainer, fit
+from cli_run import run
 
 #: Parameters of the two engines after several float64 steps agree to this, relative: the fast step sums a
 #: batch's gradients in another order (BLAS products, eq. adam-sums), a difference of a few ulps per step.
@@ -202,15 +200,6 @@ def test_fused_kernels_belong_to_the_fast_engine():
     assert isinstance(Trainer(VAE(4, 2, (3,)), engine="reference")._engine_step, ReferenceStep)
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit:
-            code = exit.code
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_the_command_line_trains_with_either_engine_and_resumes_with_the_other(tmp_path):

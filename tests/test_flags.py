@@ -3,7 +3,6 @@ is made on disk (a refused ``train`` leaves no ``--out`` folder); ``score`` chec
 checkpoint's data record like flags, naming ``--checkpoint``; checkpoint members are size-checked from their headers;
 the collapse warning gives advice that fits the run, and no verdict from too few test examples."""
 
-import contextlib
 import io
 import json
 import tracemalloc
@@ -16,21 +15,12 @@ from minivae import cli, data
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minivae.model import VAE, VAEConfig
 from minivae.serialize import save_model
+from cli_run import run
 
 RING = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--epochs", "1", "--k", "2",
         "--no-progress"]
 
 
-def run(*argv):
-    """``main(argv)`` -> (exit status, stdout, stderr); never a traceback."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit:
-            code = exit.code
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

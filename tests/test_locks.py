@@ -2,8 +2,6 @@
 process is stale and taken over; a running process keeps its folder; a directory named ``.lock`` is refused naming
 ``--out``; never a traceback."""
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -11,18 +9,12 @@ import sys
 import pytest
 
 from minivae import runs
-from minivae.cli import main
+from cli_run import run
 
 RING = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--epochs", "1", "--k", "2",
         "--no-progress"]
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 def dead_pid() -> int:

@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import contextlib
-import io
 
 import pytest
 
 from minivae import cli, runs
 from minivae.serialize import load_trainer
+from cli_run import run
 
 RING = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--epochs", "2", "--k", "2",
         "--no-progress"]
@@ -41,16 +40,6 @@ def folder(old_run, tmp_path):
     return out
 
 
-def run(*argv):
-    """``main(argv)`` -> (exit status, stdout, stderr); never a traceback."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit:
-            code = exit.code
-    assert "Traceback" not in err.getvalue() and "Exception ignored" not in err.getvalue(), err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 def contents(out: Path) -> dict:

@@ -14,26 +14,16 @@ import pytest
 
 from minivae import data
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.cli import main
 from minivae.model import VAE
 from minivae.serialize import load_model, load_trainer, save_model
 from minivae.train import NonFiniteError, Trainer, fit
+from cli_run import run
 
 RING = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--epochs", "2", "--k", "2",
         "--no-progress"]
 X = data.ring(40, rng=0)
 
 
-def run(*argv):
-    """``main(argv)`` -> (exit status, stdout, stderr); never a traceback."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit:
-            code = exit.code
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 # ----------------------------------------------------------------------------- 1. divergence

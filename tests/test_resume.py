@@ -2,18 +2,17 @@
 the checkpoint when left out and refused by name when given another value; a cosine's length is fixed by the
 ``--epochs`` it started with (extending it is refused), a step schedule goes on decaying."""
 
-import contextlib
-import io
 import os
 import shutil
 import signal
 
 import pytest
 
-from minivae import cli, serialize
+from minivae import serialize
 from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.schedules import Cosine, StepDecay, Warmup
 from minivae.serialize import load_trainer
+from cli_run import run
 
 BASE = ["train", "--dataset", "ring", "--ring-points", "200", "--hidden", "8", "--k", "2", "--no-progress"]
 #: A run that sets every flag that shapes it to a value other than its default.
@@ -23,12 +22,6 @@ STEP_RUN = ["--schedule", "step", "--step-factor", "0.3", "--step-every", "0.5",
             "--likelihood", "gaussian_shared", "--ring-noise", "0.1"]
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 def interrupted_after_epoch(monkeypatch, epoch: int):
