@@ -484,7 +484,8 @@ def _load_resumed(args, out: Path, device: str):
         raise ValueError(f"--resume: expected a loadable training checkpoint, got {exc}") from exc
     if trainer.data is not None:
         check_data_record(trainer.data, f"--resume: the checkpoint {checkpoint}")
-    runs.take_stored_flags(args, runs.stored_flags(trainer), checkpoint)
+    for dest, value in runs.resumed_flags(vars(args), runs.stored_flags(trainer), checkpoint).items():
+        setattr(args, dest, value)
     return trainer
 
 
