@@ -614,11 +614,12 @@ def _train(args, device: str, out: Path) -> int:
             trainer.fit(split.train, c_train, epochs=epochs, x_val=split.val, c_val=c_val,
                         progress=not args.no_progress, checkpoint=str(checkpoint))
     except NonFiniteError as exc:
-        detail = str(exc).split(", got ", 1)[-1].split("; lower", 1)[0]
-        kept = (f"the last good checkpoint, epoch {trainer.epoch}, is kept in {checkpoint}" if checkpoint.is_file()
+        if exc.quantity is None:  # not a divergence: the message names what it is about
+            raise
+        kept = (f"the last good checkpoint, epoch {exc.saved_epoch}, is kept in {checkpoint}" if checkpoint.is_file()
                 else "nothing of this run was saved")
         raise NonFiniteError(f"--lr: expected a learning rate under which training stays finite, got --lr "
-                             f"{args.lr:g}, with {detail}; lower it; {kept}") from exc
+                             f"{args.lr:g}, with {exc.describe()}; lower it; {kept}") from exc
     except OSError as exc:
         raise _out_error(exc, args.out, f"the checkpoint; {args.interrupted()}") from exc
     rng = default_rng(args.seed, device)
