@@ -58,6 +58,8 @@ import zipfile
 
 import numpy as np
 
+from .validate import check_file_path, check_path
+
 __all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
 FORMAT_VERSION = 2  # 2 adds the digest; files of version 1 still load
@@ -67,17 +69,6 @@ _META = "__meta__"
 
 class CheckpointError(ValueError):
     """A file is not a readable minivae checkpoint (corrupt, tampered, too new...)."""
-
-
-def _check_path(path, argument: str = "path") -> str:
-    """``path`` as a str; a clear TypeError for anything that is not a path (None, an int, an open file), a
-    ValueError for the empty path."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{argument}: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
-    path = os.fsdecode(os.fspath(path))
-    if not path:
-        raise ValueError(f"{argument}: expected a file path, got the empty path ''")
-    return path
 
 
 def _digest(meta_text: str, manifest: dict, arrays) -> str:
@@ -163,7 +154,7 @@ def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -
         If writing fails (a full disk, a read-only folder); the message names ``argument`` (the caller's name
         for ``path``) and the reason, and the previous file at ``path`` is left as it was.
     """
-    path = _check_path(path, argument)
+    path = str(check_path(argument, path))
     if not isinstance(arrays, dict):
         raise TypeError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
     if not isinstance(meta, dict):
@@ -185,13 +176,8 @@ def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -
               "digest": _digest(meta_text, manifest, members)}
     members[_META] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
+    check_file_path(argument, path)
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{argument}: cannot save checkpoint {path!r}: expected an existing directory, "
-                                f"got {directory!r}, which does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{argument}: expected a file path for the checkpoint, got {path!r}, "
-                                "which is a directory")
     remove_stale_temporaries(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.",
@@ -284,15 +270,11 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         If the file is not an ``.npz``, is truncated or corrupt, carries a
         pickle, was written by a newer minivae, or does not match its manifest.
     """
-    path = _check_path(path)
+    path = str(check_file_path("path", path, existing=True))
 
     def fail(problem: str) -> CheckpointError:
         return CheckpointError(f"cannot load checkpoint {path!r}: {problem}")
 
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"path: expected a checkpoint file, got {path!r}, which is a directory")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: expected an existing checkpoint file, got {path!r}, which does not exist")
     with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
             raise fail("not an .npz file (it does not start with the zip signature)")

@@ -53,6 +53,7 @@ from .schedules import schedule_in_epochs, steps_per_epoch
 from .checkpoint import load_checkpoint
 from .serialize import load_data_record, load_model, load_trainer
 from .train import NonFiniteError, Trainer
+from .validate import check_file_path, check_folder_path
 
 DATASETS = ("digits", "ring", "mnist")
 IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28)}
@@ -159,16 +160,6 @@ def _load_model(path: str, device: str):
         raise FileNotFoundError(f"--checkpoint: expected an existing checkpoint file, got {path!r}") from None
     except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
         raise ValueError(f"--checkpoint: {exc}") from exc
-
-
-def _output_path(text: str, suffixes: tuple) -> Path:
-    """``--out``: a file with one of ``suffixes`` in an existing directory."""
-    out = Path(text)
-    if out.suffix not in suffixes:
-        raise ValueError(f"--out: expected a path ending in {' or '.join(suffixes)}, got {text!r}")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out: expected a file in an existing directory, got {text!r}")
-    return out
 
 
 #: What ``train`` does on each data set when a flag is not given; a flag on the command line always wins.
@@ -659,9 +650,7 @@ def _check_data_dir(args, dataset: str) -> None:
     if dataset != "mnist":
         raise ValueError(f"--data-dir: expected only with --dataset mnist (where MNIST's files are kept), got it "
                          f"with --dataset {dataset}")
-    if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
-        raise NotADirectoryError(f"--data-dir: expected a folder (created if missing), got {args.data_dir!r}, "
-                                 "which is a file")
+    check_folder_path("--data-dir", args.data_dir)
 
 
 def _check_train_sizes(args) -> None:
@@ -762,7 +751,7 @@ def _report_active_units(model, x, c, dataset: str) -> None:
 
 
 def cmd_sample(args) -> int:
-    out = _output_path(args.out, (".png", ".npy"))
+    out = check_file_path("--out", args.out, suffixes=(".png", ".npy"))
     model = _load_model(args.checkpoint, _device(args))
     check_fits("--n", activation_bytes(model.config, args.n, 1, model.dtype.itemsize) + args.n * 4 *
                model.config.data_dim * 8, f"{args.n} samples of {model.config.data_dim} features")

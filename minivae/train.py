@@ -14,7 +14,6 @@ keeps the decoder from being ignored early on (posterior collapse).
 from __future__ import annotations
 
 import math
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .schedules import Constant, make_schedule
-from .validate import check_bool, check_float, check_int
+from .validate import check_bool, check_file_path, check_float, check_int
 
 
 class NonFiniteError(FloatingPointError):
@@ -278,8 +277,8 @@ class Trainer:
             c_val = model._check_c(c_val, x_val.shape[0], "x_val")
         elif c_val is not None:
             raise ValueError("c_val: expected None when x_val is None (there is nothing to condition), got an array")
-        if checkpoint is not None:
-            _check_checkpoint_path(checkpoint)
+        if checkpoint is not None:  # a path that cannot take the checkpoint, found before training, not after an epoch
+            check_file_path("checkpoint", checkpoint)
         n = x.shape[0]
         if self.batch_size > n:
             raise ValueError(f"batch_size: expected at most the number of training examples ({n}), "
@@ -355,22 +354,6 @@ class Trainer:
         if record is not None:
             record("val", kl / n, nll / n, kl_dims / n)
         return total / n
-
-
-def _check_checkpoint_path(checkpoint) -> None:
-    """``fit``'s ``checkpoint``: a file path whose folder exists; found before training, not after an epoch."""
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint: expected a file path (str or os.PathLike) or None, "
-                        f"got {type(checkpoint).__name__} {checkpoint!r}")
-    path = os.fsdecode(os.fspath(checkpoint))
-    if not path:
-        raise ValueError("checkpoint: expected a file path or None, got the empty path ''")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"checkpoint: expected a file path, got {path!r}, which is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"checkpoint: expected a file in an existing folder, got {path!r}, whose folder "
-                                f"{folder!r} does not exist")
 
 
 def _check_optimizer_options(caller: str, optimizer: str, options: dict) -> None:
