@@ -323,7 +323,7 @@ def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoi
     code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
     assert code == 2 and "--out: expected" in err and "free" in err and not err.startswith("[Errno"), err
     assert (out / "model.npz").read_bytes() == good
-    monkeypatch.setattr("minivae.cli._check_free_space", lambda out, config: None)  # now the save itself fails
+    monkeypatch.setattr("minivae.cli.cmd_train.check_free_space", lambda out, config: None)  # now the save itself fails
     reserve.unlink()
     code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
     assert code == 2 and err.startswith("minivae train: error: --out: expected a writable folder"), err
