@@ -4,7 +4,7 @@
     python benchmarks/engines.py --seeds 0 1    # some of the seeds (also --seeds 0,1)
     python benchmarks/engines.py --quick        # a smoke run: seeds 0 and 1, one epoch, 5 draws of z
 
-Each run trains ``minivae train``'s digits recipe (``TRAIN_DEFAULTS["digits"]`` in ``minivae/cli.py``: 64-128-8
+Each run trains ``minivae train``'s digits recipe (``TRAIN_DEFAULTS["digits"]`` in ``minivae/cli/recipes.py``: 64-128-8
 ReLU, Bernoulli decoder from logits, Adam at 2e-3, batch 64, 100 epochs, float32, data seed 0's split) with
 :func:`minivae.fit` and ``engine="fast"`` or ``engine="reference"`` (:mod:`minivae.engines`), in a fresh process
 of its own, the engines interleaved (seed 0: fast then reference, seed 1: reference then fast, ...). It prints
@@ -41,7 +41,7 @@ def worker(engine: str, seed: int, epochs: int, elbo_samples: int) -> dict:
     import numpy as np
 
     from minivae import fit
-    from minivae.cli import TRAIN_DEFAULTS, data_record, load_dataset
+    from minivae.cli.recipes import TRAIN_DEFAULTS, data_record, load_dataset
     from minivae.model import VAE
 
     recipe = TRAIN_DEFAULTS["digits"]
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.epochs, args.elbo_samples = ["0,1"], 1, 5
     sys.path.insert(0, str(REPO))
-    from minivae.cli import TRAIN_DEFAULTS
+    from minivae.cli.recipes import TRAIN_DEFAULTS
 
     epochs = args.epochs or TRAIN_DEFAULTS["digits"]["epochs"]
     seeds = [int(s) for text in args.seeds for s in text.split(",") if s]

@@ -14,7 +14,8 @@ estimate with k samples, their gap, and the active latent units. A seed passes w
 and both latent dimensions are active; the exit status is 1 when a seed fails. The data (points, split) are fixed
 by the data seed, 0, whatever the model seed is, so every row scores the same test points. With ``--objective iwae``
 or ``iwae-dreg`` the runs train on the importance-weighted bound with the command's defaults for it
-(:data:`minivae.cli.IW_DEFAULTS` over the ring's), and the pass mark is the tighter 0.02 nat that recipe aims at.
+(:data:`minivae.cli.recipes.IW_DEFAULTS` over the ring's), and the pass mark is the tighter 0.02 nat that recipe aims
+at.
 
 The child processes run with one BLAS thread (``--threads``): the ring's matrices are 128 x 64, too small for
 threads to help, and on a machine whose cores are busy OpenBLAS's spinning threads make each step 10-20 times
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TOLERANCE = 0.05  # nats: the pass mark, minivae.cli.RING_TOLERANCE
+TOLERANCE = 0.05  # nats: the pass mark, minivae.cli.report.RING_TOLERANCE
 IW_TOLERANCE = 0.02  # nats: the pass mark of the recipes trained on the importance-weighted bound
 
 
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
             print("\nPyTorch: skipped, torch is not importable (pip install torch)")
             return int(failed)
         sys.path.insert(0, str(REPO))
-        from minivae.cli import TRAIN_DEFAULTS
+        from minivae.cli.recipes import TRAIN_DEFAULTS
 
         recipe = dict(TRAIN_DEFAULTS["ring"])
         if args.epochs:

@@ -4,9 +4,10 @@ A checkpoint is an ordinary ``.npz`` archive (a zip of ``.npy`` files) that
 holds every array under its own name, plus one extra member ``__meta__``: the
 UTF-8 bytes, as a ``uint8`` array, of::
 
-    {"format": "minivae-checkpoint", "version": 1,
+    {"format": "minivae-checkpoint", "version": 2,
      "meta": {...},                                  # whatever the caller saved
-     "manifest": {"W": {"shape": [784, 400], "dtype": "float32"}, ...}}
+     "manifest": {"W": {"shape": [784, 400], "dtype": "float32"}, ...},
+     "digest": "..."}
 
 Why no pickle
 -------------
@@ -30,18 +31,19 @@ If anything fails before that, the temporary file is deleted and the old
 checkpoint is left untouched.
 
 The manifest lets :func:`load_checkpoint` notice a file whose arrays were
-removed, added or altered after it was written, and the ``digest`` (format
-version 2: the SHA-256 of the metadata's JSON, the manifest and every array's
-bytes) one whose configuration or values were edited, even with the zip
-rewritten around them; every such problem raises :class:`CheckpointError`
-naming the file and what is wrong. Files of format version 1 (no digest) still load.
+removed, added or altered after it was written, and the ``digest`` (the
+SHA-256 of the metadata's JSON, the manifest and every array's bytes) one whose
+configuration or values were edited, even with the zip rewritten around them;
+every such problem raises :class:`CheckpointError` naming the file and what is
+wrong. A file of another format version is refused: this one reads version
+:data:`FORMAT_VERSION` only.
 
 Faults
 ------
 A save that is killed between writing its temporary file and renaming it
 (``SIGKILL``, a power cut) leaves ``.{name}.{pid}.XXXX.tmp`` behind; the next
 save of the same target removes the temporaries of processes that no longer
-run. A member that is not an ``.npy`` array, whose header claims more or fewer bytes than the member
+run (the process id in the name tells). A member that is not an ``.npy`` array, whose header claims more or fewer bytes than the member
 holds, or that needs more than the machine has memory for, is refused from the headers, before any member is
 inflated or allocated.
 """
@@ -53,31 +55,22 @@ import json
 import math
 import os
 import tempfile
-import time
 import zipfile
 
 import numpy as np
 
+from .validate import check_file_path, check_path
+
 __all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
-FORMAT_VERSION = 2  # 2 adds the digest; files of version 1 still load
+#: The layout of the header described above; a file of any other version is refused.
+FORMAT_VERSION = 2
 _FORMAT = "minivae-checkpoint"
 _META = "__meta__"
 
 
 class CheckpointError(ValueError):
     """A file is not a readable minivae checkpoint (corrupt, tampered, too new...)."""
-
-
-def _check_path(path, argument: str = "path") -> str:
-    """``path`` as a str; a clear TypeError for anything that is not a path (None, an int, an open file), a
-    ValueError for the empty path."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{argument}: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
-    path = os.fsdecode(os.fspath(path))
-    if not path:
-        raise ValueError(f"{argument}: expected a file path, got the empty path ''")
-    return path
 
 
 def _digest(meta_text: str, manifest: dict, arrays) -> str:
@@ -101,15 +94,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-#: A temporary file without a process id (written before ids were part of the name) older than this is stale.
-STALE_SECONDS = 600
-
-
 def remove_stale_temporaries(path) -> list:
     """Delete the temporary files that saves of ``path`` left behind when they were killed; return their names.
 
     A temporary is ``.{name}.{pid}.XXXX.tmp``: it is stale when process ``pid`` no longer runs (a save in a
-    process that still runs, another thread's included, is never touched).
+    process that still runs, another thread's included, is never touched, nor is a file without a process id:
+    no save writes one).
     """
     directory, base = os.path.split(os.path.abspath(path))
     prefix, removed = f".{base}.", []
@@ -121,12 +111,9 @@ def remove_stale_temporaries(path) -> list:
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
-        full = os.path.join(directory, entry)
         try:
-            stale = (not _pid_alive(int(pid))) if pid.isdigit() else \
-                time.time() - os.stat(full).st_mtime > STALE_SECONDS
-            if stale:
-                os.unlink(full)
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                os.unlink(os.path.join(directory, entry))
                 removed.append(entry)
         except (OSError, ValueError, OverflowError):
             pass
@@ -163,7 +150,7 @@ def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -
         If writing fails (a full disk, a read-only folder); the message names ``argument`` (the caller's name
         for ``path``) and the reason, and the previous file at ``path`` is left as it was.
     """
-    path = _check_path(path, argument)
+    path = str(check_path(argument, path))
     if not isinstance(arrays, dict):
         raise TypeError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
     if not isinstance(meta, dict):
@@ -185,13 +172,8 @@ def save_checkpoint(path, arrays: dict, meta: dict, *, argument: str = "path") -
               "digest": _digest(meta_text, manifest, members)}
     members[_META] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
+    check_file_path(argument, path)
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{argument}: cannot save checkpoint {path!r}: expected an existing directory, "
-                                f"got {directory!r}, which does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{argument}: expected a file path for the checkpoint, got {path!r}, "
-                                "which is a directory")
     remove_stale_temporaries(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.",
@@ -284,15 +266,11 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         If the file is not an ``.npz``, is truncated or corrupt, carries a
         pickle, was written by a newer minivae, or does not match its manifest.
     """
-    path = _check_path(path)
+    path = str(check_file_path("path", path, existing=True))
 
     def fail(problem: str) -> CheckpointError:
         return CheckpointError(f"cannot load checkpoint {path!r}: {problem}")
 
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"path: expected a checkpoint file, got {path!r}, which is a directory")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: expected an existing checkpoint file, got {path!r}, which does not exist")
     with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
             raise fail("not an .npz file (it does not start with the zip signature)")
@@ -323,11 +301,10 @@ def load_checkpoint(path) -> tuple[dict, dict]:
             raise fail(f"array {name!r} has shape {found['shape']} and dtype {found['dtype']}, but the "
                        f"manifest says shape {expected['shape']} and dtype {expected['dtype']} "
                        "(the file was altered after it was written)")
-    if header["version"] >= 2:
-        digest = _digest(json.dumps(header["meta"]), manifest, arrays)
-        if header.get("digest") != digest:
-            raise fail(f"its digest does not match its contents: expected {header.get('digest')!r} (stored), got "
-                       f"{digest!r} (the configuration or the arrays were edited after it was written)")
+    digest = _digest(json.dumps(header["meta"]), manifest, arrays)
+    if header.get("digest") != digest:
+        raise fail(f"its digest does not match its contents: expected {header.get('digest')!r} (stored), got "
+                   f"{digest!r} (the configuration or the arrays were edited after it was written)")
     return arrays, header["meta"]
 
 
@@ -390,8 +367,10 @@ def _read_header(raw: np.ndarray, fail) -> dict:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise fail(f"invalid format version {version!r}")
     if version > FORMAT_VERSION:
-        raise fail(f"written by a newer minivae: format version {version}, "
-                   f"this version reads up to {FORMAT_VERSION}")
+        raise fail(f"written by a newer minivae: format version {version}, this version reads version "
+                   f"{FORMAT_VERSION}")
+    if version != FORMAT_VERSION:
+        raise fail(f"format version {version}, which no minivae writes: this version reads version {FORMAT_VERSION}")
     manifest = header.get("manifest")
     if not isinstance(manifest, dict) or not isinstance(header.get("meta"), dict) or not all(
             isinstance(e, dict) and isinstance(e.get("dtype"), str) and isinstance(e.get("shape"), list)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validate import check_bool, check_choice, check_float, check_int
+from .validate import check_bool, check_choice, check_float, check_folder_path, check_int, check_path
 
 # ----------------------------------------------------------------- checks
 
@@ -61,12 +61,6 @@ def _check_float_array(name: str, x, unit_interval: bool = False) -> np.ndarray:
     if unit_interval and x.size and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"{name}: expected values in [0, 1], got values in [{x.min()}, {x.max()}]")
     return x
-
-
-def _check_path(name: str, path) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
-    return Path(path)
 
 
 # ------------------------------------------------------------ toy data sets
@@ -239,7 +233,7 @@ def read_idx(path) -> np.ndarray:
     dimensions, each dimension as a big-endian uint32, then the values big-endian.
     Returns the array in native byte order; a malformed file raises ValueError.
     """
-    path = _check_path("path", path)
+    path = check_path("path", path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -324,7 +318,7 @@ def download_file(name: str, directory, *, mirrors=MNIST_MIRRORS, checksums=MNIS
     default uses urllib); tests pass their own, or a ``file://`` mirror.
     A digest mismatch raises ValueError; no mirror answering raises OSError.
     """
-    directory = _check_path("directory", directory)
+    directory = check_folder_path("directory", directory)
     mirrors, checksums, fetch = _check_sources(mirrors, checksums, fetch)
     if name not in checksums:
         raise ValueError(f"name: expected a file with a known checksum {sorted(checksums)}, got {name!r}")
@@ -368,7 +362,7 @@ def _check_sources(mirrors, checksums, fetch):
 def mnist_dir(cache_dir=None) -> Path:
     """``cache_dir`` if given, else ``$MINIVAE_DATA/mnist`` if that variable is set, else ``~/.cache/minivae/mnist``."""
     if cache_dir is not None:
-        return _check_path("cache_dir", cache_dir)
+        return check_path("cache_dir", cache_dir)
     root = os.environ.get("MINIVAE_DATA")
     return Path(root) / "mnist" if root else Path.home() / ".cache" / "minivae" / "mnist"
 
@@ -393,10 +387,7 @@ def load_mnist(cache_dir=None, split: str = "train", download: bool = True, *, m
     split = check_choice("split", split, tuple(MNIST_FILES))
     download = check_bool("download", download)
     _check_sources(mirrors, checksums, fetch)
-    directory = mnist_dir(cache_dir)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"cache_dir: expected a folder for MNIST's files (created if missing), got "
-                                 f"{str(directory)!r}, which is a file")
+    directory = check_folder_path("cache_dir", mnist_dir(cache_dir))
     paths = []
     for name in MNIST_FILES[split]:
         if not (directory / name).is_file():

@@ -365,16 +365,21 @@ def stored_flags(trainer) -> dict:
 MAY_CHANGE = ("epochs",)
 
 
-def take_stored_flags(args, stored: dict, checkpoint) -> None:
-    """Fill every flag of ``args`` left out (None) from ``stored``; refuse, by name, one given another value."""
+def resumed_flags(given: dict, stored: dict, checkpoint) -> dict:
+    """The values that the flags left out take from the resumed run: ``given`` maps each flag (by argparse's
+    name, ``batch_size``) to its value on the command line, None when left out; ``stored`` is
+    :func:`stored_flags`. Returns ``{flag: stored value}`` for every stored flag left out; a flag given another
+    value than the run's is refused by name (``checkpoint`` says where the run's value comes from)."""
+    taken = {}
     for dest, then in stored.items():
-        now = getattr(args, dest, None)
+        now = given.get(dest)
         if now is None:
-            setattr(args, dest, then)
+            taken[dest] = then
         elif dest not in MAY_CHANGE and _differs(now, then):
             raise ValueError(f"--{dest.replace('_', '-')}: expected the resumed run's value {_shown(then)} (from "
                              f"{checkpoint}), got {_shown(now)}; leave it out to take the stored value (only "
                              "--epochs, --k, --kernels, --device and --no-progress may change)")
+    return taken
 
 
 def _differs(now, then) -> bool:
@@ -397,5 +402,5 @@ def _shown(value) -> str:
     return repr(value)
 
 
-__all__ = ["RunLock", "RunFolder", "signals_deferred", "write_json", "stored_flags", "take_stored_flags",
+__all__ = ["RunLock", "RunFolder", "signals_deferred", "write_json", "stored_flags", "resumed_flags",
            "RUN_FILES"]

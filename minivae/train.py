@@ -14,7 +14,6 @@ keeps the decoder from being ignored early on (posterior collapse).
 from __future__ import annotations
 
 import math
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -28,11 +27,49 @@ from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .schedules import Constant, make_schedule
-from .validate import check_bool, check_float, check_int
+from .validate import check_bool, check_file_path, check_float, check_int
 
 
 class NonFiniteError(FloatingPointError):
-    """Training met a NaN or infinite loss or gradient; the message names the step."""
+    """A NaN or infinity where a finite number is needed: a diverged training run, or a model whose parameters or
+    results are not finite (those callers pass their message as the only argument).
+
+    Training raises it with the fields that say what and where: ``quantity`` (``"loss"``, ``"gradient"`` or
+    ``"parameters"`` of one step; ``"training loss"`` or ``"validation loss"`` of an epoch), its ``value`` where
+    one number was read (None for an array), the ``epoch`` and the ``step`` (both counted from 1; ``step`` is None
+    for an epoch's loss) and ``unchecked``: on a GPU the verdicts are read only with the loss, so the fault may lie
+    in any step since the last check. Its message is written from these fields here alone (:meth:`__str__`);
+    :meth:`describe` is the part that says what was found, for callers that name their own flag.
+    """
+
+    def __init__(self, message: str | None = None, *, quantity: str | None = None, value: float | None = None,
+                 step: int | None = None, epoch: int | None = None, unchecked: bool = False):
+        super().__init__(*(() if message is None else (message,)))
+        self.quantity, self.value, self.step, self.epoch, self.unchecked = quantity, value, step, epoch, unchecked
+
+    @property
+    def saved_epoch(self) -> int | None:
+        """The last epoch a checkpoint of the run can hold: the one before the epoch that failed."""
+        return None if self.epoch is None else self.epoch - 1
+
+    def describe(self) -> str:
+        """What was found not finite, and where, in words."""
+        if self.quantity is None:
+            return super().__str__()
+        if self.quantity == "parameters":
+            return (f"parameters that became NaN or infinite by step {self.step} (epoch {self.epoch}, after the "
+                    "epoch's last update)")
+        if self.step is None:
+            return f"a {self.quantity} of {self.value} in epoch {self.epoch}"
+        return (f"a non-finite {self.quantity} at step {self.step} (epoch {self.epoch})"
+                + (" or in the steps since the last check" if self.unchecked else "")
+                + ("" if self.value is None else f": {self.quantity}={self.value}"))
+
+    def __str__(self) -> str:
+        if self.quantity is None:
+            return super().__str__()
+        return (f"lr: expected a learning rate under which training stays finite, got {self.describe()}; lower the "
+                f"learning rate (lr) or check the data; the last checkpoint, if any, holds epoch {self.saved_epoch}")
 
 
 @dataclass
@@ -189,15 +226,12 @@ class Trainer:
         self.step_count += 1
         return loss
 
-    def _check_params_finite(self, where: str) -> None:
-        """Stop when the parameters hold NaN or infinity: an update can overflow even after a finite gradient
-        (the last step of an epoch included), and nothing diverged is saved or reported."""
+    def _check_params_finite(self) -> None:
+        """Stop when the parameters hold NaN or infinity after an epoch's last update: an update can overflow even
+        after a finite gradient (the last step of an epoch included), and nothing diverged is saved or reported."""
         xp = get_array_module(self.model.params.data)
         if not bool(xp.isfinite(self.model.params.data).all()):
-            raise NonFiniteError(
-                f"lr: expected a learning rate under which training stays finite, got parameters that became NaN "
-                f"or infinite by step {self.step_count} (epoch {self.epoch + 1}, {where}); lower the learning rate "
-                f"(lr) or check the data; the last checkpoint, if any, holds epoch {self.epoch}")
+            raise NonFiniteError(quantity="parameters", step=self.step_count, epoch=self.epoch + 1)
 
     def _check_finite(self, loss):
         """Stop at a non-finite loss or gradient; one reduction watches the whole gradient buffer.
@@ -216,13 +250,8 @@ class Trainer:
             grad_ok, self._unchecked = self._unchecked, None
         loss_ok = loss is None or bool(xp.isfinite(loss))
         if not (loss_ok and bool(grad_ok)):
-            what = "gradient" if loss_ok else "loss"
-            raise NonFiniteError(
-                f"lr: expected a learning rate under which training stays finite, got a non-finite {what} at step "
-                f"{self.step_count + 1} (epoch {self.epoch + 1})"
-                + ("" if self.model.device == "cpu" else " or in the steps since the last check")
-                + ("" if loss is None else f": loss={float(loss)}") + "; lower the learning rate (lr) or check the data"
-                + f"; the last checkpoint, if any, holds epoch {self.epoch}")
+            raise NonFiniteError(quantity="gradient" if loss_ok else "loss", value=None if loss_ok else float(loss),
+                                 step=self.step_count + 1, epoch=self.epoch + 1, unchecked=self.model.device != "cpu")
 
     # ------------------------------------------------------------------ epochs
 
@@ -248,8 +277,8 @@ class Trainer:
             c_val = model._check_c(c_val, x_val.shape[0], "x_val")
         elif c_val is not None:
             raise ValueError("c_val: expected None when x_val is None (there is nothing to condition), got an array")
-        if checkpoint is not None:
-            _check_checkpoint_path(checkpoint)
+        if checkpoint is not None:  # a path that cannot take the checkpoint, found before training, not after an epoch
+            check_file_path("checkpoint", checkpoint)
         n = x.shape[0]
         if self.batch_size > n:
             raise ValueError(f"batch_size: expected at most the number of training examples ({n}), "
@@ -277,16 +306,13 @@ class Trainer:
                         terms = [t + v * idx.shape[0] for t, v in zip(terms, self._engine_step.terms)]
                         if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
-                self._check_params_finite("after the epoch's last update")  # before anything is recorded
+                self._check_params_finite()  # before anything is recorded
                 train_loss = float(total) / counted
                 val_parts = []  # recorded only once the epoch is known to be finite
                 val_loss = None if x_val is None else self._evaluate(x_val, c_val, lambda *a: val_parts.append(a))
                 for name, value in (("training", train_loss), ("validation", val_loss)):
                     if value is not None and not math.isfinite(value):
-                        raise NonFiniteError(f"lr: expected a learning rate under which training stays finite, "
-                                             f"got a {name} loss of {value} in epoch {self.epoch + 1}; lower the "
-                                             f"learning rate (lr) or check the data; the last checkpoint, if any, "
-                                             f"holds epoch {self.epoch}")
+                        raise NonFiniteError(quantity=f"{name} loss", value=value, epoch=self.epoch + 1)
                 self.epoch += 1
                 self.history.train_loss.append(train_loss)
                 self._record("train", *(to_numpy(t) / counted for t in terms))
@@ -328,22 +354,6 @@ class Trainer:
         if record is not None:
             record("val", kl / n, nll / n, kl_dims / n)
         return total / n
-
-
-def _check_checkpoint_path(checkpoint) -> None:
-    """``fit``'s ``checkpoint``: a file path whose folder exists; found before training, not after an epoch."""
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint: expected a file path (str or os.PathLike) or None, "
-                        f"got {type(checkpoint).__name__} {checkpoint!r}")
-    path = os.fsdecode(os.fspath(checkpoint))
-    if not path:
-        raise ValueError("checkpoint: expected a file path or None, got the empty path ''")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"checkpoint: expected a file path, got {path!r}, which is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"checkpoint: expected a file in an existing folder, got {path!r}, whose folder "
-                                f"{folder!r} does not exist")
 
 
 def _check_optimizer_options(caller: str, optimizer: str, options: dict) -> None:

@@ -5,12 +5,16 @@ kind, wrong value) with a message of one form: ``"<argument>: expected <what>,
 got <what was received>"``. Nothing is silently coerced except a float32 or
 float64 array cast to the model's float dtype, which every method documents.
 The checks run once, at the public entry points; the forward and backward
-operations themselves trust their inputs.
+operations themselves trust their inputs. Paths are checked here too, by what
+they must name (:func:`check_file_path`, :func:`check_folder_path`), for the
+library's arguments and the command line's flags alike: ``name`` is either.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -141,3 +145,39 @@ def check_rows(name: str, x, n_rows: int, other: str):
     if x.shape[0] != n_rows:
         raise ValueError(f"{name}: expected {n_rows} rows (one per row of {other}), got {x.shape[0]}")
     return x
+
+
+def check_path(name: str, path) -> Path:
+    """A path given as a str, bytes or os.PathLike, and not the empty path (which would mean the current folder)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name}: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
+    text = os.fsdecode(os.fspath(path))
+    if not text:
+        raise ValueError(f"{name}: expected a path, got the empty path ''")
+    return Path(text)
+
+
+def check_file_path(name: str, path, *, existing: bool = False, suffixes: tuple = ()) -> Path:
+    """A path naming a file, not a directory: with ``existing`` a file that is there (to read), else one whose
+    folder is there (to write; no folder is created); ending in one of ``suffixes`` when they are given."""
+    path = check_path(name, path)
+    if suffixes and path.suffix not in suffixes:
+        raise ValueError(f"{name}: expected a path ending in {' or '.join(suffixes)}, got {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{name}: expected a file path, got {str(path)!r}, which is a directory")
+    if existing and not path.exists():
+        raise FileNotFoundError(f"{name}: expected an existing file, got {str(path)!r}, which does not exist")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{name}: expected a file in an existing folder, got {str(path)!r}, whose folder "
+                                f"{folder!r} does not exist")
+    return path
+
+
+def check_folder_path(name: str, path) -> Path:
+    """A path naming a folder, there or to be created: anything but an existing file."""
+    path = check_path(name, path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{name}: expected a folder (created if missing), got {str(path)!r}, which is a "
+                                 "file")
+    return path

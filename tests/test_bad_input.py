@@ -99,7 +99,7 @@ def f(tmp_path_factory):
     ns.truncated_file = tmp / "truncated.npz"
     ns.truncated_file.write_bytes(ns.model_file.read_bytes()[:200])
     ns.pickled_file = tmp / "pickled.npz"
-    header = {"format": "minivae-checkpoint", "version": 1, "meta": {},
+    header = {"format": "minivae-checkpoint", "version": 2, "meta": {},
               "manifest": {"params": {"shape": [1], "dtype": "object"}}}
     with open(ns.pickled_file, "wb") as fh:
         np.savez(fh, params=np.array([{"a": 1}], dtype=object),

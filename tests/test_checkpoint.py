@@ -209,7 +209,7 @@ class _Exploit:
 def test_pickled_object_array_is_refused_without_running_it(tmp_path):
     path, marker = tmp_path / "evil.npz", tmp_path / "pwned"
     evil = np.array([_Exploit(marker)], dtype=object)
-    header = {"format": "minivae-checkpoint", "version": 1, "meta": {},
+    header = {"format": "minivae-checkpoint", "version": FORMAT_VERSION, "meta": {},
               "manifest": {"evil": {"shape": [1], "dtype": "object"}}}
     meta_bytes = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, __meta__=meta_bytes, evil=evil)  # allow_pickle defaults to True here
@@ -227,7 +227,21 @@ def test_newer_version_is_refused(saved):
     header = _header(saved)
     header["version"] = 3
     _rewrite(saved, header=header)
-    with pytest.raises(CheckpointError, match="newer minivae: format version 3, this version reads up to 2"):
+    with pytest.raises(CheckpointError, match="newer minivae: format version 3, this version reads version 2"):
+        load_checkpoint(saved)
+
+
+def test_a_file_without_a_digest_is_refused(saved):
+    header = _header(saved)
+    del header["digest"]
+    header["version"] = 1
+    _rewrite(saved, header=header)
+    with pytest.raises(CheckpointError, match="format version 1, which no minivae writes: this version reads "
+                                              "version 2"):
+        load_checkpoint(saved)
+    header["version"] = 2
+    _rewrite(saved, header=header)
+    with pytest.raises(CheckpointError, match="its digest does not match its contents: expected None"):
         load_checkpoint(saved)
 
 

@@ -1,12 +1,15 @@
 """Every command of the ``minivae`` CLI, end to end, in a temporary directory."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from minivae import ring_log_density
 from minivae.cli import main
+from minivae.cli.recipes import DATASETS
+from minivae.iwae import OBJECTIVES
 from minivae.images import write_png  # noqa: F401  (the CLI writes PNGs without matplotlib)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -146,12 +149,12 @@ def test_stochastic_binarization_prints_a_true_log_likelihood(tmp_path, capsys):
 
 
 def test_a_collapsed_posterior_is_reported_on_stderr(capsys):
-    from minivae.cli import _report_active_units
+    from minivae.cli.report import report_active_units
     from minivae.model import VAE
 
     model = VAE(2, 2, (4,), likelihood="gaussian_shared")
     model.params["encoder.1.W"][...] = 0.0  # mu(x) = the bias for every x: no unit is active
-    _report_active_units(model, np.random.default_rng(0).normal(size=(50, 2)), None, "ring")
+    report_active_units(model, np.random.default_rng(0).normal(size=(50, 2)), None, "ring")
     captured = capsys.readouterr()
     assert "active latent units: 0 of 2" in captured.out
     assert "POSTERIOR COLLAPSE" in captured.err and "0 of 2" in captured.err
@@ -196,3 +199,84 @@ def test_init_log_var_and_fixed_variance_reach_the_model(tmp_path, capsys):
     model = load_trainer(tmp_path / "c" / "model.npz").model
     assert model.config.likelihood == "gaussian_fixed" and model.config.fixed_variance == 0.01
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- the help says what the commands do
+
+
+def _help(monkeypatch, capsys, *argv) -> str:
+    """The help ``minivae *argv --help`` prints, one line per flag (no wrapping)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def _stated(text: str) -> dict:
+    """``(data set, objective) -> value as typed`` from a stated default such as ``1 for digits and mnist, 4 for
+    ring with --objective elbo; 1 with --objective iwae or iwae-dreg``."""
+    cases = {}
+    for part in text.split("; "):
+        objectives = OBJECTIVES
+        with_objective = re.fullmatch(r"(.*) with --objective (.*)", part)
+        if with_objective:
+            part, objectives = with_objective.group(1), with_objective.group(2).split(" or ")
+        for clause in part.split(", "):
+            for_some = re.fullmatch(r"(\S+) for (.*)", clause)
+            value, names = (for_some.group(1), for_some.group(2).split(" and ")) if for_some else (clause, DATASETS)
+            cases.update({(name, objective): value for name in names for objective in objectives})
+    return cases
+
+
+def test_every_default_the_train_help_states_is_what_train_takes(monkeypatch, capsys):
+    from minivae.cli.parser import build_parser
+    from minivae.cli.recipes import SCHEDULE_DEFAULTS, train_defaults
+    from minivae.cli.train_flags import apply_defaults, run_flags
+
+    parser = build_parser()
+    stated = dict(re.findall(r"^  --([a-z-]+)(?: [A-Z_{},a-z-]+)?\s+.*\(default: ([^()]*)\)$",
+                             _help(monkeypatch, capsys, "train"), re.MULTILINE))
+    table_flags = {key for name in DATASETS for objective in OBJECTIVES for key in train_defaults(name, objective)}
+    assert set(stated) == {key.replace("_", "-") for key in table_flags | set(SCHEDULE_DEFAULTS)} - {"conditional"}
+
+    def typed(flag, text):  # the value a stated default stands for, read as the flag would read it
+        try:
+            return getattr(parser.parse_args(["train", f"--{flag}", text]), flag.replace("-", "_"))
+        except SystemExit:  # "none" where the flag takes a number: left unset
+            assert text == "none", (flag, text)
+            return None
+
+    for flag, text in stated.items():
+        dest = flag.replace("-", "_")
+        if dest in SCHEDULE_DEFAULTS:  # the schedule's own flags: what the run uses (and stores) without them
+            schedule = "cosine" if dest == "lr_min" else "step"
+            args = parser.parse_args(["train", "--schedule", schedule])
+            apply_defaults(args)
+            assert typed(flag, text) == run_flags(args)[dest], flag
+            continue
+        cases = _stated(text)
+        for name in DATASETS:
+            for objective in OBJECTIVES:
+                args = parser.parse_args(["train", *(["--dataset", name] if dest != "dataset" else []),
+                                          *(["--objective", objective] if dest != "objective" else [])])
+                apply_defaults(args)
+                taken = getattr(args, dest)
+                if (name, objective) not in cases:  # a flag of the ring's only
+                    assert taken is None, (flag, name, objective)
+                else:
+                    assert typed(flag, cases[(name, objective)]) == taken, (flag, name, objective, text)
+
+
+def test_the_likelihood_help_names_the_rings_own_default(monkeypatch, capsys):
+    words = " ".join(_help(monkeypatch, capsys, "train").split())
+    assert "(default: bernoulli for digits and mnist, gaussian_per_example for ring)" in words
+
+
+def test_the_documented_commands_are_the_parsers_commands(monkeypatch, capsys):
+    import minivae.cli
+
+    parsed = re.search(r"\{([a-z,]+)\}", _help(monkeypatch, capsys)).group(1).split(",")
+    first_line = minivae.cli.__doc__.splitlines()[0]
+    assert re.findall(r"``(\w+)``", first_line) == ["minivae", *parsed]
+    examples = re.findall(r"^    minivae (\w+)", minivae.cli.__doc__, re.MULTILINE)
+    assert examples == parsed  # one example per command, in the parser's order

@@ -81,7 +81,7 @@ def test_the_cli_refuses_fused_kernels_on_the_cpu(tmp_path, capsys):
 
 
 def test_every_command_takes_a_device_flag():
-    from minivae.cli import build_parser
+    from minivae.cli.parser import build_parser
 
     parser = build_parser()
     for command in (["train"], ["sample", "--checkpoint", "m.npz"], ["score", "--checkpoint", "m.npz"],

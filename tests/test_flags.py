@@ -11,7 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minivae import cli, data
+from minivae import data
+from minivae.cli import cmd_train, recipes, report
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minivae.model import VAE, VAEConfig
 from minivae.serialize import save_model
@@ -39,7 +40,7 @@ TRAIN_REFUSED = [
     (["--epochs", "10000000"], "--epochs"),
     (["--epochs", str(10 ** 400)], "--epochs"),
     (["--ring-points", "3"], "--ring-points"),
-    (["--ring-points", str(cli.RING_POINTS_MIN - 1)], "--ring-points"),
+    (["--ring-points", str(recipes.RING_POINTS_MIN - 1)], "--ring-points"),
     (["--ring-points", str(10 ** 12)], "--ring-points"),
     (["--ring-points", str(10 ** 30)], "--ring-points"),
     (["--ring-noise", "1e200"], "--ring-noise"),
@@ -83,15 +84,15 @@ def test_image_flags_that_do_not_fit_together_are_refused(tmp_path, argv, flag):
 def test_a_late_refusal_removes_the_folders_it_made(tmp_path, monkeypatch):
     def fails(*args, **kwargs):
         raise ValueError("--dataset: expected data, got none")
-    monkeypatch.setattr(cli, "load_dataset", fails)
+    monkeypatch.setattr(cmd_train, "load_dataset", fails)
     code, _, err = run(*RING, "--out", tmp_path / "a" / "b")
     assert code == 2 and "--dataset" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_smallest_ring_has_a_validation_and_a_test_point_and_trains(tmp_path):
-    assert min(data.split_sizes(cli.RING_POINTS_MIN)) >= 1 > min(data.split_sizes(cli.RING_POINTS_MIN - 1))
-    code, _, err = run(*RING, "--ring-points", cli.RING_POINTS_MIN, "--batch-size", "1", "--out", tmp_path / "r")
+    assert min(data.split_sizes(recipes.RING_POINTS_MIN)) >= 1 > min(data.split_sizes(recipes.RING_POINTS_MIN - 1))
+    code, _, err = run(*RING, "--ring-points", recipes.RING_POINTS_MIN, "--batch-size", "1", "--out", tmp_path / "r")
     assert code == 0, err
     assert "no verdict on posterior collapse" in err and "COLLAPSE" not in err  # one test point judges nothing
 
@@ -126,7 +127,7 @@ def rewrite_data_record(path, target, **changes):
 def test_a_checkpoints_data_record_is_checked_like_flags(ring_run, tmp_path, monkeypatch, changes):
     def no_download(*args, **kwargs):
         raise AssertionError("nothing is downloaded for a bad record")
-    monkeypatch.setattr(cli.datasets, "load_mnist", no_download)
+    monkeypatch.setattr(data, "load_mnist", no_download)
     path = rewrite_data_record(ring_run, tmp_path / "m.npz", **changes)
     code, out, err = run("score", "--checkpoint", path, "--k", "2")
     assert code == 2 and err.startswith("minivae score: error: --checkpoint: expected"), err
@@ -200,16 +201,16 @@ def test_members_that_together_exceed_memory_are_refused(ring_run, tmp_path, mon
 def test_the_collapse_advice_names_only_flags_that_fit_the_model(likelihood, fixed_variance, suggested,
                                                                  not_suggested):
     config = VAEConfig(data_dim=2, latent_dim=2, hidden=(4,), likelihood=likelihood, fixed_variance=fixed_variance)
-    advice = cli.collapse_advice(config)
+    advice = report.collapse_advice(config)
     assert suggested in advice and not_suggested not in advice and "--warmup" in advice
 
 
-@pytest.mark.parametrize("rows, verdict", [(1, False), (cli.COLLAPSE_MIN_EXAMPLES - 1, False),
-                                           (cli.COLLAPSE_MIN_EXAMPLES, True)])
+@pytest.mark.parametrize("rows, verdict", [(1, False), (report.COLLAPSE_MIN_EXAMPLES - 1, False),
+                                           (report.COLLAPSE_MIN_EXAMPLES, True)])
 def test_no_collapse_verdict_from_too_few_test_examples(capsys, rows, verdict):
     model = VAE(2, 2, (4,), likelihood="gaussian_fixed", seed=0)
     model.params.data[:] = 0.0  # every posterior mean 0: nothing active, on any number of rows
-    cli._report_active_units(model, data.ring(rows, rng=0), None, "ring")
+    report.report_active_units(model, data.ring(rows, rng=0), None, "ring")
     err = capsys.readouterr().err
     assert ("POSTERIOR COLLAPSE" in err) == verdict and ("no verdict" in err) != verdict, err
     assert "--init-log-var" not in err and (not verdict or "--fixed-variance" in err)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from minivae import cli, runs
+from minivae.cli import cmd_train
 from minivae.serialize import load_trainer
 from cli_run import run
 
@@ -190,14 +191,14 @@ def test_restore_previous_without_a_previous_run_or_with_other_flags_is_refused(
 
 def interrupt_after_training(monkeypatch):
     """SIGINT once the new run has saved its checkpoints, before it has finished (the test log-likelihood)."""
-    real = cli._likelihood_lines
+    real = cmd_train.likelihood_lines
 
     def lines(*args, **kwargs):
-        monkeypatch.setattr(cli, "_likelihood_lines", real)
+        monkeypatch.setattr(cmd_train, "likelihood_lines", real)
         os.kill(os.getpid(), INT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "_likelihood_lines", lines)
+    monkeypatch.setattr(cmd_train, "likelihood_lines", lines)
 
 
 def test_an_overwrite_interrupted_after_its_checkpoint_is_finished_by_resume_which_removes_previous(folder,

@@ -4,7 +4,9 @@ data provenance and the checkpoint's digest, through what a user runs (``minivae
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -34,7 +36,24 @@ def test_divergence_on_the_last_step_of_an_epoch_is_not_saved_nor_reported(tmp_p
     code, out, err = run(*RING, "--epochs", "1", "--batch-size", "160", "--lr", "1e300", "--out", tmp_path / "d")
     assert code == 2, err
     assert "--lr" in err and "expected" in err and "1e+300" in err and "nan" not in out.lower()
+    assert "with parameters that became NaN or infinite by step 1 (epoch 1, after the epoch's last update); " \
+           "lower it; nothing of this run was saved" in err, err  # the fields of training's error, read by the CLI
     assert not (tmp_path / "d" / "model.npz").exists() and not (tmp_path / "d" / "history.json").exists()
+
+
+def test_the_command_names_the_epoch_a_diverged_run_kept(tmp_path, monkeypatch):
+    real = Trainer.fit
+
+    def diverging(self, *args, **kwargs):  # trains as asked, then the next step's loss overflows
+        real(self, *args, **kwargs)
+        raise NonFiniteError(quantity="loss", value=math.inf, step=self.step_count + 1, epoch=self.epoch + 1)
+
+    monkeypatch.setattr(Trainer, "fit", diverging)
+    code, _, err = run(*RING, "--out", tmp_path / "d")  # two epochs
+    assert code == 2
+    assert re.search(r"--lr: expected a learning rate under which training stays finite, got --lr 0\.002, with a "
+                     r"non-finite loss at step \d+ \(epoch 3\): loss=inf; lower it; the last good checkpoint, "
+                     r"epoch 2, is kept in ", err), err
 
 
 def test_fit_refuses_to_save_a_diverged_last_step_and_keeps_the_last_good_epoch(tmp_path):
@@ -304,7 +323,7 @@ def test_a_full_disk_is_an_error_naming_the_flag_and_keeps_the_previous_checkpoi
     code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
     assert code == 2 and "--out: expected" in err and "free" in err and not err.startswith("[Errno"), err
     assert (out / "model.npz").read_bytes() == good
-    monkeypatch.setattr("minivae.cli._check_free_space", lambda out, config: None)  # now the save itself fails
+    monkeypatch.setattr("minivae.cli.cmd_train.check_free_space", lambda out, config: None)  # now the save itself fails
     reserve.unlink()
     code, _, err = run(*RING, "--hidden", "64", "--epochs", "3", "--out", out, "--resume")
     assert code == 2 and err.startswith("minivae train: error: --out: expected a writable folder"), err

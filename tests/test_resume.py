@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from minivae import serialize
+from minivae import runs, serialize
 from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.schedules import Cosine, StepDecay, Warmup
 from minivae.serialize import load_trainer
@@ -22,6 +22,15 @@ STEP_RUN = ["--schedule", "step", "--step-factor", "0.3", "--step-every", "0.5",
             "--likelihood", "gaussian_shared", "--ring-noise", "0.1"]
 
 
+def test_resumed_flags_fill_what_is_left_out_from_plain_values():
+    stored = {"lr": 0.002, "hidden": (64, 64), "epochs": 10, "seed": 0, "conditional": False}
+    given = {"lr": None, "hidden": [64, 64], "epochs": 20, "seed": None, "conditional": None, "k": 7}
+    assert runs.resumed_flags(given, stored, "c.npz") == {"lr": 0.002, "seed": 0, "conditional": False}
+    assert runs.resumed_flags({}, stored, "c.npz") == stored  # nothing given: the run's own flags
+    with pytest.raises(ValueError, match=r"^--lr: expected the resumed run's value 0.002 \(from c.npz\), got 0.01"):
+        runs.resumed_flags({"lr": 0.01}, stored, "c.npz")
+    with pytest.raises(ValueError, match=r"^--hidden: expected the resumed run's value 64,64 .* got 64"):
+        runs.resumed_flags({"hidden": (64,)}, stored, "c.npz")
 
 
 def interrupted_after_epoch(monkeypatch, epoch: int):

@@ -101,14 +101,13 @@ def test_a_save_killed_before_its_rename_leaves_no_orphan_for_later_saves(tmp_pa
     dead.wait()  # a process id that no longer runs
     orphan = tmp_path / f".model.npz.{dead.pid}.abc123.tmp"  # what a SIGKILL between write and rename leaves
     orphan.write_bytes(b"half a checkpoint")
-    old_style = tmp_path / ".model.npz.xyz789.tmp"  # a temporary without a process id, an hour old
-    old_style.write_bytes(b"older")
-    os.utime(old_style, (time.time() - 3600, time.time() - 3600))
+    no_pid = tmp_path / ".model.npz.xyz789.tmp"  # no process id: no save wrote it, so it is not a save's to remove
+    no_pid.write_bytes(b"someone else's")
     alive = tmp_path / f".model.npz.{os.getpid()}.inprogress.tmp"  # a save still running in this process
     alive.write_bytes(b"in progress")
     other = tmp_path / f".other.npz.{dead.pid}.abc.tmp"  # another target's: not ours to remove
     other.write_bytes(b"x")
     save_checkpoint(target, {"a": np.zeros(2)}, {})
-    assert not orphan.exists() and not old_style.exists()
-    assert alive.exists() and other.exists()
+    assert not orphan.exists()
+    assert alive.exists() and other.exists() and no_pid.exists()
     assert checkpoint.load_checkpoint(target)[0]["a"].shape == (2,)

@@ -126,6 +126,25 @@ def test_a_step_on_a_prepared_workspace_is_the_training_step():
         trainers[1].workspace(0)
 
 
+@pytest.mark.parametrize("fields, found", [
+    (dict(quantity="loss", value=float("nan"), step=12, epoch=2), "a non-finite loss at step 12 (epoch 2): loss=nan"),
+    (dict(quantity="gradient", step=12, epoch=2, unchecked=True),
+     "a non-finite gradient at step 12 (epoch 2) or in the steps since the last check"),
+    (dict(quantity="parameters", step=20, epoch=2),
+     "parameters that became NaN or infinite by step 20 (epoch 2, after the epoch's last update)"),
+    (dict(quantity="validation loss", value=float("inf"), epoch=2), "a validation loss of inf in epoch 2"),
+], ids=["loss", "gradient on a GPU", "parameters", "an epoch's loss"])
+def test_a_non_finite_error_writes_its_message_from_its_fields(fields, found):
+    error = NonFiniteError(**fields)
+    assert (error.step, error.epoch, error.quantity) == (fields.get("step"), 2, fields["quantity"])
+    assert error.saved_epoch == 1
+    assert error.describe() == found
+    assert str(error) == (f"lr: expected a learning rate under which training stays finite, got {found}; lower the "
+                          "learning rate (lr) or check the data; the last checkpoint, if any, holds epoch 1")
+    assert str(NonFiniteError("model: expected finite parameters, got NaN")) == \
+        "model: expected finite parameters, got NaN"  # a message of its own, as given
+
+
 def test_divergence_stops_at_the_first_non_finite_step_and_names_it():
     x = data.ring(200, rng=0) * 100.0
     model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=0)
@@ -134,8 +153,9 @@ def test_divergence_stops_at_the_first_non_finite_step_and_names_it():
         trainer.fit(x, epochs=5, progress=False)
     assert "lr" in str(info.value)
     assert trainer.step_count < 50  # it stopped at once, not at the end
-    step = int(str(info.value).split("step ")[1].split()[0])
-    assert step == trainer.step_count + 1  # the failing step is the one after the last good one
+    assert info.value.step == trainer.step_count + 1  # the failing step is the one after the last good one
+    assert info.value.epoch == trainer.epoch + 1 and info.value.quantity in ("loss", "gradient")
+    assert f"step {info.value.step} " in str(info.value)
 
 
 def test_kl_warmup_rises_linearly_to_one():
