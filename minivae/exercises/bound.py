@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..gradcheck import relative_error
 from ..iwae import (log_mean_exp_backward, log_mean_exp_forward, log_normal_backward, log_normal_forward,
                     log_prior_backward, log_prior_forward, log_weights_backward, log_weights_forward)
 from ..likelihoods import LOG_2PI, bernoulli_nll_backward, bernoulli_nll_forward
 from ..mlp import mlp_backward, mlp_forward
 from ..reparam import join_head, reparameterize_backward, reparameterize_forward, split_head
-from ..gradcheck import relative_error
 from .checker import FD_TOLERANCE, Exercise, Mistake
 from .pieces import TANH, cases, layer_names, layers, pairs, uses
 
 
 def bound_inputs(rng, N, D, H, K, S, beta, logit_scale=1.0):
+    """One case: x (N, D) in [0, 1], noise (S, N, K), the two MLPs' weights and beta; ``logit_scale`` scales the
+    decoder's last layer (and makes x binary) for the extreme case."""
     decoder = layers(rng, (K, H, D))
     x = rng.random((N, D))
-    if logit_scale != 1.0:  # logits of +-100 and more on binary x: each log-weight is near -1000, exp() of it is 0
+    if logit_scale != 1.0:  # logits in the hundreds on binary x: log-weights of -600 to -1800, exp() of each is 0
         (V1, c1), (V2, c2) = decoder
         decoder = [(V1, c1), (V2 * logit_scale, c2 * logit_scale)]
         x = (x > 0.5).astype(np.float64)
