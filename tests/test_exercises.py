@@ -11,19 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minivae import VAE
 from minivae.cli import main
 from minivae.exercises import EXERCISES, check, check_file, check_files, get_exercise
+from minivae.exercises.bound import bound_wrong, log_weights, neg_iwae
 from minivae.exercises.capstone import neg_elbo
 
 SOLUTIONS = Path(__file__).resolve().parent / "exercise_solutions"
 MISTAKES = [(name, mistake) for name, ex in EXERCISES.items() for mistake in ex.mistakes]
 
 
-def test_there_are_the_thirteen_exercises():
+def test_there_are_the_fourteen_exercises():
     assert list(EXERCISES) == ["affine", "activation", "kl", "reparam", "bernoulli", "gaussian", "mlp", "adam",
-                               "score", "iwae", "forward", "elbo", "elbo_gaussian"]
+                               "score", "iwae", "forward", "elbo", "elbo_gaussian", "iwae_grad"]
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))
@@ -61,6 +64,10 @@ def test_the_cases_reach_the_extremes():
         assert len({c.inputs[key] for c in adam}) >= 3, key
     assert len({c.inputs["beta"] for c in EXERCISES["elbo"].cases()}) == 3
     assert {c.inputs["noise"].shape[0] for c in EXERCISES["elbo"].cases()} >= {1, 3}
+    bound = EXERCISES["iwae_grad"].cases()
+    assert {c.inputs["noise"].shape[0] for c in bound} >= {1, 3, 5} and len({c.inputs["beta"] for c in bound}) == 3
+    log_w = log_weights(**bound[-1].inputs)
+    assert log_w.max() < 0 and (np.exp(log_w).sum(axis=0) == 0).any()  # every sample of an example underflows
 
 
 @pytest.mark.parametrize("name,mistake", MISTAKES, ids=[f"{n}-{m.name}" for n, m in MISTAKES])
@@ -208,6 +215,75 @@ def test_the_elbo_exercises_are_the_models_loss_and_gradients():
                                        atol=1e-13)
 
 
+def _model_with(a, objective):
+    """A float64 VAE holding the exercise's weights, trained on ``objective`` with the case's S samples."""
+    model = VAE(data_dim=a["x"].shape[1], latent_dim=a["noise"].shape[2], hidden=(a["encoder"][0][0].shape[1],),
+                activation="tanh", likelihood="bernoulli", objective=objective, k_train=a["noise"].shape[0],
+                dtype="float64", seed=0)
+    for net in ("encoder", "decoder"):
+        for layer, (W, b) in enumerate(a[net]):
+            assert model.params.values[f"{net}.{layer}.W"].shape == W.shape, (net, layer)
+            model.params.values[f"{net}.{layer}.W"][...] = W
+            model.params.values[f"{net}.{layer}.b"][...] = b
+    return model
+
+
+def _by_name(result):
+    """{"encoder dW1": ..., ...} from (encoder_grads, decoder_grads)."""
+    names = [n for pair in EXERCISES["iwae_grad"].returns for layer in pair for n in layer]
+    return dict(zip(names, [g for net in result for pair in net for g in pair]))
+
+
+@pytest.mark.parametrize("objective", ["iwae", "iwae-dreg"])
+def test_the_bound_exercise_is_the_models_loss_and_gradients(objective):
+    # The answer (from minivae.iwae's pieces) and the catalogue's DReG mistake (plain NumPy) are the gradients
+    # VAE.backward gives a float64 model with the same weights, on every case, the extreme one included.
+    for a in [case.inputs for case in EXERCISES["iwae_grad"].cases()]:
+        model = _model_with(a, objective)
+        loss, grads = model.loss_and_grads(a["x"], noise=a["noise"], beta=a["beta"])
+        assert float(loss) == pytest.approx(neg_iwae(**a), rel=1e-12)
+        mine = EXERCISES["iwae_grad"].reference(**a) if objective == "iwae" else bound_wrong(**a, dreg=True)
+        for key, g in _by_name(mine).items():
+            net, param = key.split(" ")
+            np.testing.assert_allclose(g, grads[f"{net}.{int(param[2:]) - 1}.{param[1]}"], rtol=1e-9,
+                                       atol=1e-12, err_msg=key)
+
+
+def _independent_neg_iwae(a):
+    """The loss written again without minivae: scipy's logsumexp over the samples."""
+    from scipy.special import logsumexp
+
+    def mlp(h, weights):
+        for W, b in weights[:-1]:
+            h = np.tanh(h @ W + b)
+        return h @ weights[-1][0] + weights[-1][1]
+
+    S, N, K = a["noise"].shape
+    mu, log_var = np.split(mlp(a["x"], a["encoder"]), 2, axis=1)
+    z = mu + np.exp(log_var / 2) * a["noise"]
+    logits = mlp(z.reshape(S * N, K), a["decoder"]).reshape(S, N, -1)
+    log_px = np.sum(a["x"] * logits - np.logaddexp(0, logits), axis=-1)
+    log_pz = np.sum(-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi), axis=-1)
+    log_qz = np.sum(-0.5 * (z - mu) ** 2 / np.exp(log_var) - 0.5 * log_var - 0.5 * np.log(2 * np.pi), axis=-1)
+    return -np.mean(logsumexp(log_px + a["beta"] * (log_pz - log_qz), axis=0) - np.log(S))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 4), D=st.integers(1, 5), H=st.integers(1, 4),
+       K=st.integers(1, 3), S=st.integers(1, 6), beta=st.floats(0.1, 1.0))
+def test_the_bound_exercise_answer_is_central_differences_on_random_shapes(seed, N, D, H, K, S, beta):
+    from minivae.exercises.bound import bound_inputs
+    from minivae.gradcheck import numerical_gradient, relative_error
+
+    a = bound_inputs(np.random.default_rng(seed), N, D, H, K, S, beta)
+    assert _independent_neg_iwae(a) == pytest.approx(neg_iwae(**a), rel=1e-12)
+    for key, g in _by_name(EXERCISES["iwae_grad"].reference(**a)).items():
+        net, param = key.split(" ")
+        array = a[net][int(param[2:]) - 1][0 if param[1] == "W" else 1]
+        numeric = numerical_gradient(lambda: _independent_neg_iwae(a), array)
+        assert relative_error(g, numeric) < 1e-6, (key, relative_error(g, numeric))
+
+
 def test_get_exercise_names_the_choices():
     with pytest.raises(ValueError, match=r"exercise: expected one of \['activation', .*got 'nope'"):
         get_exercise("nope")
@@ -288,13 +364,70 @@ WRONG = {
 }
 
 
+#: A learner's whole answer to iwae_grad in plain NumPy, with three lines left to fill: the weights w (S, N) from the
+#: log-weights a, and what log q(z|x) adds to dlog_var (the fixed-noise shortcut, ``da`` is -w / N).
+BOUND_FILE = """
+def mlp(h, weights):
+    hs = [h]
+    for W, b in weights[:-1]:
+        hs.append(np.tanh(hs[-1] @ W + b))
+    return hs[-1] @ weights[-1][0] + weights[-1][1], hs
+
+
+def mlp_backward(dout, hs, weights):
+    grads, da = [], dout
+    for layer in reversed(range(len(weights))):
+        grads.insert(0, (hs[layer].T @ da, da.sum(axis=0)))
+        dh = da @ weights[layer][0].T
+        da = dh * (1 - hs[layer] ** 2) if layer > 0 else dh
+    return dh, grads
+
+
+def neg_iwae_backward(x, noise, encoder, decoder, beta):
+    S, N, K = noise.shape
+    head, enc_hs = mlp(x, encoder)
+    mu, log_var = head[:, :K], head[:, K:]
+    z = mu + np.exp(log_var / 2) * noise
+    logits, dec_hs = mlp(z.reshape(S * N, K), decoder)
+    logits = logits.reshape(S, N, -1)
+    a = -(np.logaddexp(0, logits) - x * logits).sum(-1) + beta * (
+        -0.5 * (z ** 2).sum(-1) + 0.5 * (log_var + noise ** 2).sum(-1))
+WEIGHTS
+    da = -w / N
+    dlogits = -da[..., None] * (1 / (1 + np.exp(-logits)) - x)
+    dz, decoder_grads = mlp_backward(dlogits.reshape(S * N, -1), dec_hs, decoder)
+    dz = dz.reshape(S, N, K) - beta * da[..., None] * z
+    dmu = dz.sum(0)
+    dlog_var = np.exp(log_var / 2) / 2 * (dz * noise).sum(0)
+LOG_Q
+    _, encoder_grads = mlp_backward(np.concatenate([dmu, dlog_var], axis=1), enc_hs, encoder)
+    return encoder_grads, decoder_grads
+"""
+SOFTMAX = "    e = np.exp(a - a.max(0))\n    w = e / e.sum(0)"
+SHORTCUT = "    dlog_var = dlog_var + beta / 2 * da.sum(0)[:, None]"
+WRONG["iwae_grad"] = {
+    "right": (BOUND_FILE.replace("WEIGHTS", SOFTMAX).replace("LOG_Q", SHORTCUT), "PASS"),
+    "uniform_weights": (BOUND_FILE.replace("WEIGHTS", "    w = np.full(a.shape, 1 / S)").replace("LOG_Q", SHORTCUT),
+                        "likely mistake: each sample weighted 1/S"),
+    "weights_not_normalised": (BOUND_FILE.replace("WEIGHTS", "    w = np.exp(a - a.max(0))").replace("LOG_Q", SHORTCUT),
+                               "likely mistake: the weights exp(log w_s - max log w) are not divided by their sum"),
+    "naive_softmax": (BOUND_FILE.replace("WEIGHTS", "    w = np.exp(a) / np.exp(a).sum(0)").replace("LOG_Q", SHORTCUT),
+                      "NaN entries"),
+    "log_q_sign": (BOUND_FILE.replace("WEIGHTS", SOFTMAX).replace("LOG_Q", SHORTCUT.replace("+ beta", "- beta")),
+                   "likely mistake: the decoder's gradients are right, so the weights w~ are: what reaches the "
+                   "encoder's output is wrong"),
+}
+
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_files_fail_and_say_why(tmp_path, name):
     paths = _files(tmp_path, {label: source for label, (source, _) in WRONG[name].items()})
     for path, report, (label, (_, words)) in zip(paths, check_files(get_exercise(name), paths),
                                                    WRONG[name].items()):
-        assert report.status != 0, label
         said = report.error or report.text()
+        if label == "right":  # the template the wrong ones are made from passes
+            assert report.status == 0, said
+            continue
+        assert report.status != 0, label
         assert words in said, (label, said)
         if "hard_coded" in label:
             assert "a batch of one" in said, said  # the case it fails on is named
