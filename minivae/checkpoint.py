@@ -90,7 +90,7 @@ def _digest(meta_text: str, manifest: dict, arrays) -> str:
     return digest.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` runs (or runs under another user)."""
     try:
         os.kill(pid, 0)
@@ -123,7 +123,7 @@ def remove_stale_temporaries(path) -> list:
         pid = entry[len(prefix):].split(".", 1)[0]
         full = os.path.join(directory, entry)
         try:
-            stale = (not _pid_alive(int(pid))) if pid.isdigit() else \
+            stale = (not pid_alive(int(pid))) if pid.isdigit() else \
                 time.time() - os.stat(full).st_mtime > STALE_SECONDS
             if stale:
                 os.unlink(full)

@@ -127,13 +127,30 @@ def _sum_to_shape(grad, shape: tuple):
 
 
 class Likelihood:
-    """Base class: which decoder outputs and learned parameters a likelihood uses."""
+    """Base class: which decoder outputs and learned parameters a likelihood uses.
+
+    Every other module asks these attributes, never the likelihood's name: the decoder's output layout
+    (:meth:`n_outputs`, :attr:`log_var_in_output`), the log-variance's shape (:meth:`log_var_shape`), whether
+    training learns the variance (:attr:`learned_variance`) and the range of the data (:attr:`unit_interval`).
+    """
 
     name = ""
+    #: The data must lie in [0, 1] (the Bernoulli's x; grey levels are its continuous relaxation).
+    unit_interval = False
+    #: Training learns the variance: the likelihood's own parameter ``log_var``, or a decoder output.
+    learned_variance = False
+    #: The decoder outputs the log-variance too, ``[mean, log_var]`` side by side (D each).
+    log_var_in_output = False
 
     def n_outputs(self, data_dim: int) -> int:
         """Decoder outputs per example."""
         return data_dim
+
+    def log_var_shape(self, samples: int, rows: int, data_dim: int) -> tuple | None:
+        """The shape of the log-variance that broadcasts against a mean of shape (S, N, D) = ``(samples, rows,
+        data_dim)``: (S, N, D) from the decoder, (1, 1, D) per dimension, (1, 1, 1) fixed or shared; ``None``
+        without a variance (Bernoulli)."""
+        return None
 
     def param_shapes(self, data_dim: int) -> dict:
         """Shapes of the likelihood's own learned parameters (named ``likelihood.<key>``)."""
@@ -159,6 +176,7 @@ class Bernoulli(Likelihood):
     r""":math:`p(x|z) = \prod_d \sigma(\ell_d)^{x_d}(1-\sigma(\ell_d))^{1-x_d}`, the decoder outputs logits :math:`\ell`."""
 
     name = "bernoulli"
+    unit_interval = True
 
     def nll_forward(self, out, x, params):
         return bernoulli_nll_forward(out, x)
@@ -181,9 +199,14 @@ class Gaussian(Likelihood):
         self.variance = variance  # "fixed" | "shared" | "per_dim" | "per_example"
         self.name = f"gaussian_{variance}"
         self.fixed_log_var = math.log(fixed_variance)
+        self.learned_variance = variance != "fixed"
+        self.log_var_in_output = variance == "per_example"
 
     def n_outputs(self, data_dim):
-        return 2 * data_dim if self.variance == "per_example" else data_dim
+        return 2 * data_dim if self.log_var_in_output else data_dim
+
+    def log_var_shape(self, samples, rows, data_dim):
+        return {"per_example": (samples, rows, data_dim), "per_dim": (1, 1, data_dim)}.get(self.variance, (1, 1, 1))
 
     def param_shapes(self, data_dim):
         return {"shared": {"log_var": ()}, "per_dim": {"log_var": (data_dim,)}}.get(self.variance, {})

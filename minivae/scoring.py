@@ -30,9 +30,9 @@ import numpy as np
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .cores import map_rows, row_blocks
 from .layers import log1p_unit
-from .likelihoods import LOG_2PI
+from .likelihoods import LOG_2PI, Bernoulli
 from .reparam import reparameterize_forward
-from .validate import check_int, check_matrix_shape
+from .validate import check_int
 
 #: Elements (samples x examples x width) of one chunk's decoder buffers, per device (chosen in
 #: :data:`minivae.backend.BLOCK_ELEMENTS`); the noise of several chunks is drawn at once, up to as many elements.
@@ -61,10 +61,10 @@ class _Rows:
     """
 
     def __init__(self, model, samples: int, rows: int, xp):
-        widths = model._layer_sizes()["decoder"]
+        widths = model.layer_sizes()["decoder"]
         self.dec_in = xp.empty((samples * rows, widths[0]), dtype=model.dtype)  # [z, c]
         self.dec = [xp.empty((samples * rows, width), dtype=model.dtype) for width in widths[1:]]
-        bernoulli = model.config.likelihood == "bernoulli"
+        bernoulli = isinstance(model.likelihood, Bernoulli)
         self.scratch = [xp.empty_like(self.dec[-1]) for _ in range(2 if bernoulli else 0)]
         # max(a, 0) against an array of zeros on the CPU (a GPU kernel takes the scalar as fast)
         self.zeros = np.zeros(samples * rows * max(widths[1:]), dtype=model.dtype) if xp is np else None
@@ -110,7 +110,7 @@ def _log_px_given_z(model, x, z, c, rows: _Rows):
     if c is not None:
         dec_in.reshape(S, N, -1)[:, :, K:] = c  # [z, c] for every sample (eq. cvae)
     h, last = dec_in, len(dec) - 1
-    for layer, ((W, b), out) in enumerate(zip(model._weights("decoder"), dec)):
+    for layer, ((W, b), out) in enumerate(zip(model.weights("decoder"), dec)):
         xp.matmul(h, W, out=out)  # a_l = h_{l-1} W_l + b_l (eq. affine-fwd);  h_l = phi(a_l)
         out += b
         if layer == last:
@@ -120,9 +120,9 @@ def _log_px_given_z(model, x, z, c, rows: _Rows):
         else:
             h, _ = model.activation.forward(out)  # the reference activation (a temporary)
     out = h.reshape(S, N, -1)
-    if model.config.likelihood == "bernoulli":
+    if isinstance(model.likelihood, Bernoulli):
         return bernoulli_log_px(out, x, *(a.reshape(S, N, -1) for a in scratch), rows.zeros_like(out))
-    nll, _ = model.likelihood.nll_forward(out, x, model._likelihood_params())
+    nll, _ = model.likelihood.nll_forward(out, x, model.likelihood_params())
     return -nll
 
 
@@ -156,9 +156,8 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     """
     k = check_int("k", k, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    check_matrix_shape("x", x, model.config.data_dim)  # the values are checked batch by batch: no N x D copy
-    c = model._check_c(c, x.shape[0], "x")
-    rng = model._check_rng(rng)
+    x, c = model.check_inputs(x, c, values=False)  # x's values are checked batch by batch: no N x D copy
+    rng = model.check_rng(rng)
     xp = get_array_module(model.params.data)
     N, K = x.shape[0], model.config.latent_dim
     width = max(model.likelihood.n_outputs(model.config.data_dim), K, *model.config.hidden,
@@ -169,10 +168,10 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     draw = chunk * max(1, CHUNK_ELEMENTS[device_of(model.params.data)] // (chunk * n_max * K))  # samples a draw
     buffers = []
     for start in range(0, N, batch_size):
-        xb = model._check_x(x[start:start + batch_size])  # cast and moved to the model's device, one batch
-        cb = None if c is None else c[start:start + batch_size]
+        xb, cb = model.check_inputs(x[start:start + batch_size],  # cast and moved to the model's device, one batch
+                                    None if c is None else c[start:start + batch_size])
         n = xb.shape[0]
-        mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
+        mu, log_var = model.encode(xb, cb)
         blocks = row_blocks(n) if xp is np else [slice(0, n)]  # the examples split over the CPU's cores
         rows_needed = max(block.stop - block.start for block in blocks)
         if len(buffers) < len(blocks) or buffers[0].rows < rows_needed:

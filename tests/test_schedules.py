@@ -174,18 +174,6 @@ def test_a_resumed_run_continues_the_schedule_bit_for_bit(tmp_path, optimizer):
     assert resumed.history == straight.history and resumed.optimizer.lr == straight.optimizer.lr == schedule(39)
 
 
-def test_a_training_file_from_before_schedules_resumes_at_its_constant_rate(tmp_path):
-    from minivae.checkpoint import load_checkpoint, save_checkpoint
-
-    trainer = Trainer(VAE(2, 2, (4,), likelihood="gaussian_shared"), "adam", lr=5e-3, batch_size=16)
-    trainer.fit(data.ring(32, rng=0), epochs=1, progress=False)
-    save_trainer(tmp_path / "new.npz", trainer)
-    arrays, meta = load_checkpoint(tmp_path / "new.npz")
-    del meta["trainer"]["schedule"]  # as files written before schedules existed
-    save_checkpoint(tmp_path / "old.npz", arrays, meta)
-    assert load_trainer(tmp_path / "old.npz").schedule == Constant(5e-3)
-
-
 def test_the_command_line_trains_with_a_schedule_in_epochs_and_saves_it(tmp_path, capsys):
     from minivae.cli import main
 
