@@ -37,11 +37,11 @@ import numpy as np
 from . import data as datasets
 from . import runs
 from .backend import DEVICES, default_rng, resolve_device, to_device, to_numpy
-from .gradcheck import model_gradient_errors
+from .gradcheck import TOLERANCE, model_gradient_errors
 from .images import image_grid, write_png
 from .iwae import OBJECTIVES
 from .layers import ACTIVATIONS, INITS
-from .likelihoods import LIKELIHOODS
+from .likelihoods import LIKELIHOODS, get_likelihood
 from .engines import ENGINES
 from .model import VAE, build_model, VAEConfig
 from .ops import KERNELS
@@ -56,9 +56,6 @@ from .train import NonFiniteError, Trainer
 
 DATASETS = ("digits", "ring", "mnist")
 IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28)}
-#: The gradient check passes when every parameter's relative error is at most this (see tests/conftest.py).
-GRADCHECK_TOL = 1e-6
-
 
 # argparse types. argparse puts the flag in front of the message: "argument --epochs: expected ..., got '0'".
 
@@ -705,7 +702,7 @@ def _train_likelihood(args) -> str:
         args.init_log_var = None
         return "gaussian_fixed"
     likelihood = given or args.likelihood
-    if likelihood in ("bernoulli", "gaussian_fixed"):
+    if not get_likelihood(likelihood).learned_variance:
         if init_given:
             raise ValueError(f"--init-log-var: expected a likelihood with a learned variance (gaussian_shared, "
                              f"gaussian_per_dim or gaussian_per_example), got {likelihood!r}")
@@ -716,14 +713,14 @@ def _train_likelihood(args) -> str:
 def set_decoder_log_var(model, log_var: float) -> None:
     """Start the decoder's log-variance at ``log_var``: the shared or per-dimension parameter, or for
     ``gaussian_per_example`` the bias of the decoder's log-variance outputs (its weights then add around it)."""
-    likelihood = model.config.likelihood
-    if likelihood in ("gaussian_shared", "gaussian_per_dim"):
-        model.params["likelihood.log_var"][...] = log_var
-    elif likelihood == "gaussian_per_example":
-        last = len(model._layer_sizes()["decoder"]) - 2
+    likelihood = model.likelihood
+    if not likelihood.learned_variance:
+        raise ValueError(f"--init-log-var: expected a likelihood with a learned variance, got {likelihood.name!r}")
+    if likelihood.log_var_in_output:  # [mean, log_var] side by side: the second half of the last layer's bias
+        last = len(model.layer_sizes()["decoder"]) - 2
         model.params[f"decoder.{last}.b"][model.config.data_dim:] = log_var
     else:
-        raise ValueError(f"--init-log-var: expected a likelihood with a learned variance, got {likelihood!r}")
+        model.params["likelihood.log_var"][...] = log_var
 
 
 #: The fewest test examples on which a collapse verdict is given: the sample variance of N points has a relative
@@ -734,9 +731,10 @@ COLLAPSE_MIN_EXAMPLES = 20
 def collapse_advice(config) -> str:
     """What may wake a collapsed latent space, among the flags that fit this model."""
     remedies = ["KL warm-up (--warmup)"]
-    if config.likelihood in ("gaussian_shared", "gaussian_per_dim", "gaussian_per_example"):
+    likelihood = get_likelihood(config.likelihood, config.fixed_variance)
+    if likelihood.learned_variance:
         remedies.append("a smaller starting decoder variance (--init-log-var)")
-    elif config.likelihood == "gaussian_fixed":
+    elif likelihood.log_var_shape(1, 1, 1) is not None:  # a variance, held fixed
         remedies.append("a smaller fixed decoder variance (--fixed-variance)")
     return f"Try {', '.join(remedies)} or more epochs."
 
@@ -811,7 +809,7 @@ def _load_input(path: str, model) -> np.ndarray:
     if not isinstance(x, np.ndarray):  # an .npz archive
         x.close()
         raise ValueError(f"--input: expected a .npy file holding one array, got an .npz archive {path!r}")
-    return model._check_x(x, "--input")
+    return model.check_inputs(x, name="--input")[0]
 
 
 def _score_record(args, model) -> dict:
@@ -920,7 +918,7 @@ def cmd_gradcheck(args) -> int:
     # non-zero everywhere, biases too; drawn on the host, so the check is the same on either device
     model.params.data[:] = to_device(rng.normal(0.0, 0.5, model.params.size), model.device)
     x = rng.random((args.batch, args.data_dim))
-    if args.likelihood == "bernoulli":
+    if model.likelihood.unit_interval:  # binary data for a Bernoulli decoder
         x = np.round(x)
     c = datasets.one_hot(rng.integers(0, args.condition_dim, args.batch), args.condition_dim) \
         if args.condition_dim else None
@@ -931,8 +929,8 @@ def cmd_gradcheck(args) -> int:
     for name, err in errors.items():
         print(f"{name:<22} {str(model.params.shapes[name]):<12} {err:>18.2e}")
     worst = max(errors.values())
-    verdict = "PASS" if worst <= GRADCHECK_TOL else "FAIL"
-    print(f"{verdict}: largest error {worst:.2e} (tolerance {GRADCHECK_TOL:.0e})")
+    verdict = "PASS" if worst <= TOLERANCE else "FAIL"
+    print(f"{verdict}: largest error {worst:.2e} (tolerance {TOLERANCE:.0e})")
     return 0 if verdict == "PASS" else 1
 
 
