@@ -41,7 +41,7 @@ class BernoulliCache(NamedTuple):
     x: object
 
 
-def bernoulli_nll_forward(logits, x):
+def bernoulli_nll_forward(logits, x, scratch=None):
     r"""Bernoulli NLL from logits :math:`\ell` (eq. ``bern-nll``).
 
     .. math::  -\log p(x|\ell) = \sum_d \operatorname{softplus}(\ell_d) - x_d \ell_d
@@ -49,9 +49,18 @@ def bernoulli_nll_forward(logits, x):
     which equals :math:`-\sum_d x_d\log\sigma(\ell_d) + (1-x_d)\log(1-\sigma(\ell_d))`
     but stays finite for any logit. ``x`` may be any value in [0, 1] (grey
     levels give the continuous relaxation). Shapes: logits (..., N, D), x (N, D) -> (..., N).
+
+    ``scratch``, two arrays of the logits' shape, computes it in place for a caller that needs no gradient
+    (scoring): the terms are written into them and into ``logits`` itself (overwritten), no temporary of that
+    size is made, the numbers are the same bit for bit, and the cache is ``None``.
     """
-    nll = (softplus(logits) - x * logits).sum(axis=-1)
-    return nll, BernoulliCache(logits, x)
+    xp = get_array_module(logits)
+    in_place = scratch is not None
+    log_term, x_logits = scratch if in_place else (None, None)
+    x_logits = xp.multiply(x, logits, out=x_logits)  # x l, before the logits are overwritten
+    nll = softplus(logits, out=logits if in_place else None, work=log_term)
+    nll -= x_logits
+    return nll.sum(axis=-1), None if in_place else BernoulliCache(logits, x)
 
 
 def bernoulli_nll_backward(dnll, cache: BernoulliCache):

@@ -243,3 +243,17 @@ def test_unknown_likelihood_is_refused_by_name(name):
 def test_bad_fixed_variance_is_refused_by_name(fixed_variance):
     with pytest.raises((ValueError, TypeError), match=r"^fixed_variance:"):
         get_likelihood("gaussian_fixed", fixed_variance=fixed_variance)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 9)), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([0.1, 3.0, 40.0]), dtype=st.sampled_from([np.float32, np.float64]),
+       binary=st.booleans())
+def test_the_bernoulli_nll_in_place_is_the_reference_bit_for_bit(shape, seed, scale, dtype, binary):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal(shape) * scale).astype(dtype)
+    x = rng.random(shape[1:]).astype(dtype)
+    x = np.round(x) if binary else x
+    expected, _ = bernoulli_nll_forward(logits, x)
+    buffers = [np.empty_like(logits) for _ in range(2)]
+    got, cache = bernoulli_nll_forward(logits.copy(), x, scratch=buffers)
+    assert got.dtype == dtype and np.array_equal(got, expected) and cache is None
