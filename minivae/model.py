@@ -256,7 +256,7 @@ class VAE:
         self.dtype = np.dtype(dtype)
         self.activation = get_activation(config.activation)
         self.likelihood = get_likelihood(config.likelihood, config.fixed_variance)
-        host = ParamBuffer(self.config.param_shapes(), self.dtype)  # initialised on the host, then moved: same on any device
+        host = ParamBuffer(config.param_shapes(), self.dtype)  # initialised on the host, then moved: same on any device
         self._init_params(host, np.random.default_rng(seed))
         self.params = host if self.device == "cpu" else ParamBuffer(host.shapes, self.dtype, array_module(self.device))
         if self.params is not host:
@@ -323,7 +323,7 @@ class VAE:
         return x, self._check_c(c, x.shape[0], name, c_name)
 
     def _check_x(self, x, name="x"):
-        """Data (N, D): float32/float64, finite, in [0, 1] for a Bernoulli decoder; returned in the model's dtype,
+        """Data (N, D): float32/float64, finite, in [0, 1] where the likelihood asks; returned in the model's dtype,
         on the model's device."""
         return check_matrix(name, self.to_device(x), self.config.data_dim, self.dtype,
                             unit_interval=self.likelihood.unit_interval)

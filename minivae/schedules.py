@@ -29,8 +29,8 @@ import math
 
 from .validate import check_float, check_int
 
-__all__ = ["Schedule", "Constant", "StepDecay", "Cosine", "Warmup", "warmup_factor", "SCHEDULES", "make_schedule", "steps_per_epoch",
-           "epochs_to_steps", "schedule_in_epochs"]
+__all__ = ["Schedule", "Constant", "StepDecay", "Cosine", "Warmup", "warmup_factor", "SCHEDULES", "make_schedule",
+           "steps_per_epoch", "epochs_to_steps", "schedule_in_epochs"]
 
 
 class Schedule:

@@ -11,8 +11,11 @@ optimizer's moment buffers, its step count and hyperparameters, the trainer's
 learning-rate schedule and generator state, the epoch and the loss history, so that training N epochs,
 saving, loading and training M more gives exactly the parameters of N + M
 uninterrupted epochs. It also records the engine that trained the run
-(:mod:`minivae.engines`); a run resumes with either engine, the same maths. Files never execute code on load and are written
-atomically (see :mod:`minivae.checkpoint`).
+(:mod:`minivae.engines`); a run resumes with either engine, the same maths. Files never execute code on load and are
+written atomically (see :mod:`minivae.checkpoint`).
+
+A training run is saved by :func:`minivae.train.save_trainer` (also importable from here), beside the trainer
+whose :meth:`~minivae.train.Trainer.fit` checkpoints every epoch; loading it builds a trainer, here.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def load_model(path, device: str = "cpu"):
 def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str | None = None) -> Trainer:
     """Load a training run saved by :func:`save_trainer` onto ``device`` (the model is ``trainer.model``).
 
-    ``engine`` trains the resumed run: ``None`` for the one the file records, or either of :data:`minivae.engines.ENGINES`, whichever saved it: the optimizers of both engines keep
+    ``engine`` trains the resumed run: ``None`` for the one the file records, or either of
+    :data:`minivae.engines.ENGINES`, whichever saved it: the optimizers of both engines keep
     Adam's moments as the same sums in the file (eq. ``adam-sums``).
 
     On the CPU the run resumes exactly where it stopped. A run on a GPU resumes
