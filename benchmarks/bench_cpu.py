@@ -55,7 +55,7 @@ TABLES = ("step", "breakdown", "memory", "scaling", "score")
 # --------------------------------------------------------------------------- workers (one process each)
 
 
-def _data(batch, seed=0):
+def synthetic_data(batch, seed=0):
     import numpy as np
 
     return (np.random.default_rng(seed).random((batch, D)) < 0.3).astype(np.float32)
@@ -67,13 +67,13 @@ class MinivaeStep:
 
         self.model = VAE(D, K, (hidden,), likelihood="bernoulli", seed=0)
         self.trainer = Trainer(self.model, "adam", lr=1e-3, batch_size=batch)
-        self.ws = self.trainer._engine_step.workspace(batch)
-        self.ws.x[...] = _data(batch)
+        self.ws = self.trainer.workspace(batch)
+        self.ws.x[...] = synthetic_data(batch)
         self.i = 0
 
     def __call__(self):
         self.i += 1
-        self.trainer._step(self.ws, 1.0, need_loss=self.i % 10 == 0)
+        self.trainer.step(self.ws, 1.0, need_loss=self.i % 10 == 0)
 
     def parts(self):
         """The step's parts, each callable alone (the breakdown table). Time them between :meth:`save` and
@@ -81,11 +81,11 @@ class MinivaeStep:
         import numpy as np
 
         tr, opt = self.trainer, self.trainer.optimizer
-        return {"forward+backward": lambda: tr._engine_step(self.ws, tr.noise_rng, 1.0, need_loss=False),
-                "guard": lambda: tr._check_finite(None),
+        return {"forward+backward": lambda: tr.engine_step(self.ws, tr.noise_rng, 1.0, need_loss=False),
+                "guard": lambda: tr.check_finite(None),
                 "adam": opt.step,
-                "sqrt": lambda: np.sqrt(opt.v, out=opt._scratch),  # one of Adam's ten passes
-                "multiply": lambda: np.multiply(opt.m, 1.0, out=opt._scratch)}  # another, for comparison
+                "sqrt": lambda: np.sqrt(opt.v, out=opt.scratch),  # one of Adam's ten passes
+                "multiply": lambda: np.multiply(opt.m, 1.0, out=opt.scratch)}  # another, for comparison
 
     def save(self):
         opt = self.trainer.optimizer
@@ -125,7 +125,7 @@ class TorchStep:
         net, loss_fn = torch_vae(torch)
         self.loss_fn = torch.compile(loss_fn) if kind == "compile" else loss_fn
         self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if kind in ("fused", "compile") else None)  # None: torch's default
-        self.x = torch.from_numpy(_data(batch))
+        self.x = torch.from_numpy(synthetic_data(batch))
         self.batch = batch
 
     def __call__(self):
@@ -152,7 +152,7 @@ class GemmFloor:
         rng = np.random.default_rng(0)
         f32 = np.float32
         self.xp = xp
-        self.x = xp.asarray(_data(batch))
+        self.x = xp.asarray(synthetic_data(batch))
         # Scaled so no product overflows or underflows to denormals (which are slow): values like a real step's.
         self.W = [xp.asarray(rng.standard_normal(s, dtype=f32) / float(np.sqrt(s[0])))  # a Python float keeps float32
                   for s in ((D, hidden), (hidden, 2 * K), (K, hidden), (hidden, D))]
@@ -182,7 +182,7 @@ class MinivaeScore:
         from minivae import VAE
 
         self.model = VAE(D, K, (H,), likelihood="bernoulli", seed=0)
-        self.x, self.k = _data(n), k
+        self.x, self.k = synthetic_data(n), k
 
     def __call__(self):
         self.model.log_likelihood(self.x, k=self.k)
@@ -196,7 +196,7 @@ class TorchScore:
         torch.manual_seed(0)
         enc, head, dec, out = (torch.nn.Linear(D, H), torch.nn.Linear(H, 2 * K), torch.nn.Linear(K, H),
                                torch.nn.Linear(H, D))
-        x = torch.from_numpy(_data(n))
+        x = torch.from_numpy(synthetic_data(n))
         log2pi = float(torch.log(torch.tensor(2 * torch.pi)))
 
         @torch.no_grad()
@@ -255,7 +255,7 @@ def _memory(batch, steps=200, warmup=20):
         for _ in range(5):
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            step.trainer._step(step.ws, 1.0, need_loss=need_loss)
+            step.trainer.step(step.ws, 1.0, need_loss=need_loss)
             peak = max(peak, tracemalloc.get_traced_memory()[1] - base)
         peaks.append(peak)
     before = tracemalloc.get_traced_memory()[0]
@@ -439,7 +439,7 @@ def breakdown(pool, batches, repeats, target_s, have_torch):
               f"{torch_adam:>17}")
 
 
-def _positive_int(text):
+def positive_int(text):
     """An argparse type: a positive integer (bench_gpu.py uses it too)."""
     value = int(text)
     if value < 1:
@@ -454,10 +454,10 @@ def fmt(x):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile, smaller tables")
-    parser.add_argument("--threads", type=_positive_int, default=2, help="threads for every contender (default 2)")
-    parser.add_argument("--repeats", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=2, help="threads for every contender (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="interleaved repeats (default 7, or 3 with --quick)")
-    parser.add_argument("--batches", type=_positive_int, nargs="+", default=None,
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=None,
                         help="batch sizes of the first two tables (default 32 128 512 4096; 32 128 4096 for the second)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),

@@ -51,7 +51,7 @@ import numpy as np
 
 from minivae.backend import array_module, cuda_status
 
-from bench_cpu import D, H, K, _data, _positive_int, torch_vae, GemmFloor as CpuGemmFloor  # the same model, data and PyTorch twin as on the CPU
+from bench_cpu import D, H, K, synthetic_data, positive_int, torch_vae, GemmFloor as CpuGemmFloor  # the same model, data and PyTorch twin as on the CPU
 
 BATCHES = (128, 1024, 8192)
 CONTENDERS = ("minivae-plain", "minivae-fused", "torch-eager", "torch-fused", "cublas-floor")
@@ -78,23 +78,23 @@ class MinivaeStep:
 
         model = VAE(D, K, (H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
         self.trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
-        self.ws = self.trainer._engine_step.workspace(batch)
-        self.ws.x[...] = to_device(_data(batch), device)
+        self.ws = self.trainer.workspace(batch)
+        self.ws.x[...] = to_device(synthetic_data(batch), device)
         self.i = 0
 
     def __call__(self):
         self.i += 1
-        self.trainer._step(self.ws, 1.0, need_loss=self.i % 10 == 0)
+        self.trainer.step(self.ws, 1.0, need_loss=self.i % 10 == 0)
 
     def step_without_loss(self):
         """A step that never reads from the GPU: the only kind a CUDA graph can capture."""
-        self.trainer._step(self.ws, 1.0, need_loss=False)
+        self.trainer.step(self.ws, 1.0, need_loss=False)
 
     def warm_up(self):
         """Both kinds of step once: the loss step's kernels (the loss sums, the reference NLL of the plain
         kernels) compile and its buffers are allocated here, not in the first measured 10 steps."""
-        self.trainer._step(self.ws, 1.0, need_loss=True)
-        self.trainer._step(self.ws, 1.0, need_loss=False)
+        self.trainer.step(self.ws, 1.0, need_loss=True)
+        self.trainer.step(self.ws, 1.0, need_loss=False)
 
 
 class TorchStep:
@@ -110,7 +110,7 @@ class TorchStep:
         self.loss_fn = loss_fn
         # fused=None, not False: an explicit False also turns off the foreach update that is the default on a GPU
         self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if fused else None)
-        self.x = torch.from_numpy(_data(batch)).to(device)
+        self.x = torch.from_numpy(synthetic_data(batch)).to(device)
 
     def __call__(self):
         noise = self.torch.randn(self.batch, K, device=self.device)
@@ -393,9 +393,9 @@ def target_lines(t, batches):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 repeats of short measurements: a smoke run")
-    parser.add_argument("--repeats", type=_positive_int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="interleaved repeats (default 7, or 3 with --quick)")
-    parser.add_argument("--batches", type=_positive_int, nargs="+", default=list(BATCHES), help="batch sizes to run")
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=list(BATCHES), help="batch sizes to run")
     parser.add_argument("--dry-run-on-cpu", action="store_true",
                         help="run the harness on the CPU to test this script (measures nothing about a GPU)")
     args = parser.parse_args(argv)

@@ -83,7 +83,7 @@ def _digest(meta_text: str, manifest: dict, arrays) -> str:
     return digest.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` runs (or runs under another user)."""
     try:
         os.kill(pid, 0)
@@ -112,7 +112,7 @@ def remove_stale_temporaries(path) -> list:
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
         try:
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 os.unlink(os.path.join(directory, entry))
                 removed.append(entry)
         except (OSError, ValueError, OverflowError):

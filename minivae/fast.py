@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from .cores import cpu_threads, map_rows, row_blocks
 from .kl import kl_per_dim
+from .likelihoods import Bernoulli
 from .ops import PlainOps, get_ops
 from .reparam import clamp_log_var_forward, split_head
 
@@ -59,7 +60,7 @@ class Workspace:
     def __init__(self, model, n: int, blocks: int = 1, *, enc_in=None, noise=None):
         cfg, xp, dtype = model.config, model.params.xp, model.dtype
         S, K, C, D = cfg.n_samples, cfg.latent_dim, cfg.condition_dim, cfg.data_dim
-        sizes = model._layer_sizes()
+        sizes = model.layer_sizes()
         self.n = n
         self.enc_in = xp.empty((n, D + C), dtype=dtype) if enc_in is None else enc_in  # [x, c]: the trainer
         self.x = self.enc_in[:, :D]  # gathers into it
@@ -75,7 +76,7 @@ class Workspace:
                                      noise=self.noise[:, rows]) for rows in rows_of_blocks]
             for i, block in enumerate(self.blocks):
                 block.grad = model.params.grad if i == 0 else xp.empty_like(model.params.grad)
-                block.grads = model.params._views(block.grad)
+                block.grads = model.params.views(block.grad)
                 block.ops = PlainOps()
             return
         self.enc = [xp.empty((n, width), dtype=dtype) for width in sizes["encoder"][1:]]
@@ -86,9 +87,8 @@ class Workspace:
         self.dec = [xp.empty((S * n, width), dtype=dtype) for width in sizes["decoder"][1:]]
         self.ddec = [xp.empty_like(a) for a in self.dec]
         self.ones = {rows: xp.ones(rows, dtype=dtype) for rows in (n, S * n)}  # bias gradients: db = 1^T da
-        if cfg.likelihood.startswith("gaussian"):  # the likelihood's log-variance and its gradient, as (., ., D) arrays
-            shape = (S, n, D) if cfg.likelihood == "gaussian_per_example" else \
-                (1, 1, D) if cfg.likelihood == "gaussian_per_dim" else (1, 1, 1)
+        shape = model.likelihood.log_var_shape(S, n, D)  # the log-variance's gradient, as an (., ., D) array
+        if shape is not None:
             self.dlog_var = xp.empty(shape, dtype=dtype)
             self.fixed_log_var = xp.full((1, 1, 1), model.likelihood.fixed_log_var, dtype=dtype)
 
@@ -99,7 +99,7 @@ def largest_product(model, n: int) -> int:
     of them 1); a weight gradient takes as many as its layer's forward product. :func:`minivae.cores.held_for` picks
     the BLAS's threads from it."""
     samples = model.config.n_samples * model.config.k_train
-    sizes, rows = model._layer_sizes(), {"encoder": n, "decoder": samples * n}
+    sizes, rows = model.layer_sizes(), {"encoder": n, "decoder": samples * n}
     return max(rows[net] * fan_in * fan_out for net, widths in sizes.items()
                for fan_in, fan_out in zip(widths[:-1], widths[1:]))
 
@@ -116,7 +116,7 @@ class FastStep:
         self.model = model
         self.ops = get_ops(kernels, model.device)
         self._workspaces = {}
-        self.weights = {net: model._weights(net) for net in ("encoder", "decoder")}
+        self.weights = {net: model.weights(net) for net in ("encoder", "decoder")}
         self.terms = None  # StepTerms of the last step that computed the loss
 
     def workspace(self, n: int) -> Workspace:
@@ -168,16 +168,17 @@ class FastStep:
         S, D = cfg.n_samples, cfg.data_dim
         scale = 1.0 / (S * N)  # d(mean over samples and examples) / d(each nll)
         ddec_out = ws.ddec[-1].reshape(S, ws.n, -1)
-        if cfg.likelihood == "bernoulli":
+        likelihood = model.likelihood
+        if isinstance(likelihood, Bernoulli):
             return ops.bernoulli_grad(dec_out, ws.x, scale, ddec_out, need_loss)
-        if cfg.likelihood == "gaussian_per_example":  # [mean, log_var] side by side (likelihoods.Gaussian)
+        if likelihood.log_var_in_output:  # [mean, log_var] side by side
             mean, log_var, dmean, dlog_var = dec_out[..., :D], dec_out[..., D:], ddec_out[..., :D], ddec_out[..., D:]
         else:
             mean, dmean, dlog_var = dec_out, ddec_out, ws.dlog_var
-            log_var = ws.fixed_log_var if cfg.likelihood == "gaussian_fixed" else \
-                model.params["likelihood.log_var"].reshape(dlog_var.shape)
+            log_var = model.params["likelihood.log_var"].reshape(dlog_var.shape) if likelihood.learned_variance \
+                else ws.fixed_log_var
         nll_sum = ops.gaussian_grad(mean, log_var, ws.x, scale, dmean, dlog_var, need_loss)
-        if cfg.likelihood in ("gaussian_shared", "gaussian_per_dim"):
+        if likelihood.learned_variance and not likelihood.log_var_in_output:  # the likelihood's own parameter
             grads["likelihood.log_var"][...] = dlog_var.reshape(model.params.shapes["likelihood.log_var"])
         return nll_sum
 

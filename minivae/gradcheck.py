@@ -31,6 +31,11 @@ from .backend import get_array_module, to_numpy
 #: Default finite-difference step (float64).
 STEP = 1e-6
 
+#: Largest relative error (:func:`relative_error`) a float64 backward may show against central differences of
+#: step :data:`STEP`: their truncation and rounding errors are near 1e-10 of the gradient's scale (eq.
+#: ``gc-error``), so 1e-6 leaves four orders of margin and still fails any real mistake (off by order 1).
+TOLERANCE = 1e-6
+
 
 def relative_error(analytic, numeric) -> float:
     r"""The relative error used everywhere in minivae (eq. ``gc-relerr``).
@@ -110,7 +115,7 @@ def model_gradient_errors(model, x, c=None, *, noise, beta: float = 1.0, h: floa
     """
     if model.dtype != np.float64:
         raise ValueError(f"model: expected a float64 model for a gradient check, got {model.dtype}")
-    x, c, noise = (model._to_device(a) for a in (x, c, noise))  # moved once, not once per evaluation
+    x, c, noise = (model.to_device(a) for a in (x, c, noise))  # moved once, not once per evaluation
     _, grads = model.loss_and_grads(x, c, noise=noise, beta=beta)
     analytic = {name: g.copy() for name, g in grads.items()}
 

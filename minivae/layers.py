@@ -24,12 +24,13 @@ class AffineCache(NamedTuple):
     W: object  # (I, O) weights
 
 
-def affine_forward(x, W, b):
-    r"""Affine map :math:`Y = XW + b` (eq. ``affine-fwd``).
+def affine_forward(x, W, b, out=None):
+    r"""Affine map :math:`Y = XW + b` (eq. ``affine-fwd``), into ``out`` if given.
 
     Shapes: x (N, I), W (I, O), b (O,) -> out (N, O).
     """
-    out = x @ W
+    xp = get_array_module(x)
+    out = xp.matmul(x, W, out=out)
     out += b
     return out, AffineCache(x, W)
 
@@ -76,18 +77,55 @@ def affine_init(W, b, scheme: str, activation: str, rng) -> None:
 
 
 # --------------------------------------------------------------------------- stable scalar functions
+# Each takes ``out=``: the fast step and scoring write into buffers they allocated once (``out`` may be the input).
 
 
-def sigmoid(x):
+#: Read-only arrays of zeros by (shape, dtype): :func:`positive_part`'s other operand on the CPU (a few shapes).
+_ZEROS = {}
+
+
+def positive_part(x, out=None):
+    r""":math:`\max(x, 0)`, into ``out`` if given.
+
+    On the CPU against a cached read-only array of zeros rather than the scalar 0: NumPy's ``maximum`` then
+    runs several times faster on arrays that fit in the cache (8 to 15 times at 128 x 784 and 128 x 400 in
+    float32, measured with NumPy 2.4 on an AVX-512 CPU; even at 4096 x 784). A GPU takes the scalar as fast.
+    """
+    if get_array_module(x) is not np or not getattr(x, "ndim", 0):
+        return get_array_module(x).maximum(x, 0.0, out=out)
+    key = (x.shape, x.dtype)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        if len(_ZEROS) >= 64:  # shapes come and go (scoring's last chunk, a test's): keep the cache small
+            _ZEROS.clear()
+        zeros = _ZEROS[key] = np.zeros(x.shape, dtype=x.dtype)
+        zeros.flags.writeable = False
+    return np.maximum(x, zeros, out=out)
+
+
+def sigmoid(x, out=None):
     r""":math:`\sigma(x) = 1/(1+e^{-x}) = \tfrac12(1 + \tanh(x/2))`, finite for any x (eq. ``sigmoid-fwd``)."""
     xp = get_array_module(x)
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+    out = xp.multiply(x, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
 
 
-def softplus(x):
-    r""":math:`\log(1+e^x) = \max(x, 0) + \log(1 + e^{-|x|})`, which never overflows (eq. ``softplus-fwd``)."""
+def softplus(x, out=None, work=None):
+    r""":math:`\log(1+e^x) = \max(x, 0) + \log(1 + e^{-|x|})`, which never overflows (eq. ``softplus-fwd``).
+
+    ``out`` may be ``x`` itself; ``work``, an array of x's shape, receives the log term: with both no temporary
+    of x's size is made."""
     xp = get_array_module(x)
-    return xp.maximum(x, 0.0) + log1p_unit(xp.exp(-xp.abs(x)))
+    work = xp.abs(x, out=work)
+    xp.negative(work, out=work)
+    xp.exp(work, out=work)
+    work = log1p_unit(work, out=work)  # log(1 + e^{-|x|}), before x is overwritten
+    out = positive_part(x, out=out)
+    out += work
+    return out
 
 
 def log1p_unit(u, out=None):
@@ -135,82 +173,101 @@ NUMPY_LOG1P_FLOAT32_IS_SIMD = _numpy_log1p_float32_is_simd()
 
 
 # --------------------------------------------------------------------------- activations
-# Each forward keeps exactly what its backward needs: the input or the output.
+# Each derivative is written in the activation's output h = phi(x) (eq. act-from-output), so a forward computed in
+# place (``out=x``, the fast step and scoring) keeps all its backward needs. Where the derivative is a sign test
+# (relu, leaky relu: [x > 0] = [h > 0]) the cache keeps the input when there is one to keep: the gradient checks
+# stay off the kink by reading it. ``mask``: a boolean scratch array of h's shape for those sign tests, so an
+# in-place caller allocates nothing.
 
 
 class ActCache(NamedTuple):
-    saved: object  # the input x or the output y, whichever the derivative is written in
+    saved: object  # the output y; for relu and leaky relu the input x (the output when computed in place)
 
 
-def identity_forward(x):
+def identity_forward(x, out=None):
     """:math:`y = x`."""
+    if out is not None and out is not x:
+        out[...] = x
+        x = out
     return x, ActCache(None)
 
 
-def identity_backward(dout, cache):
+def identity_backward(dout, cache, out=None, mask=None):
     """:math:`\\bar x = \\bar y`."""
+    if out is not None and out is not dout:
+        out[...] = dout
+        return out
     return dout
 
 
-def relu_forward(x):
+def relu_forward(x, out=None):
     r""":math:`y = \max(x, 0)` (eq. ``relu``)."""
-    xp = get_array_module(x)
-    return xp.maximum(x, 0.0), ActCache(x)
+    y = positive_part(x, out=out)
+    return y, ActCache(y if out is x else x)
 
 
-def relu_backward(dout, cache):
-    r""":math:`\bar x = \bar y \cdot [x > 0]` (the kink at 0 gets derivative 0)."""
-    return dout * (cache.saved > 0)
+def relu_backward(dout, cache, out=None, mask=None):
+    r""":math:`\bar x = \bar y \cdot [x > 0] = \bar y \cdot [y > 0]` (the kink at 0 gets derivative 0)."""
+    xp = get_array_module(dout)
+    return xp.multiply(dout, xp.greater(cache.saved, 0.0, out=mask), out=out)
 
 
 LEAKY_SLOPE = 0.01
 
 
-def leaky_relu_forward(x):
-    r""":math:`y = x` for :math:`x > 0`, else :math:`\alpha x` with :math:`\alpha = 0.01` (eq. ``leaky-relu``)."""
+def leaky_relu_forward(x, out=None):
+    r""":math:`y = x` for :math:`x > 0`, else :math:`\alpha x` with :math:`\alpha = 0.01` (eq. ``leaky-relu``):
+    :math:`y = \max(x, \alpha x)` for :math:`0 < \alpha < 1`."""
     xp = get_array_module(x)
-    return xp.where(x > 0, x, LEAKY_SLOPE * x), ActCache(x)
+    y = xp.maximum(x, LEAKY_SLOPE * x, out=out)
+    return y, ActCache(y if out is x else x)
 
 
-def leaky_relu_backward(dout, cache):
-    r""":math:`\bar x = \bar y \cdot (1 \text{ if } x > 0 \text{ else } \alpha)`."""
+def leaky_relu_backward(dout, cache, out=None, mask=None):
+    r""":math:`\bar x = \bar y \cdot (1 \text{ if } x > 0 \text{ else } \alpha)`, :math:`x > 0 \iff y > 0`."""
     xp = get_array_module(dout)
-    return dout * xp.where(cache.saved > 0, 1.0, LEAKY_SLOPE).astype(dout.dtype, copy=False)
+    slope = xp.where(xp.greater(cache.saved, 0.0, out=mask), 1.0, LEAKY_SLOPE).astype(dout.dtype, copy=False)
+    return xp.multiply(dout, slope, out=out)
 
 
-def tanh_forward(x):
+def tanh_forward(x, out=None):
     r""":math:`y = \tanh x` (eq. ``tanh``)."""
     xp = get_array_module(x)
-    y = xp.tanh(x)
+    y = xp.tanh(x, out=out)
     return y, ActCache(y)
 
 
-def tanh_backward(dout, cache):
+def tanh_backward(dout, cache, out=None, mask=None):
     r""":math:`\bar x = \bar y (1 - y^2)`."""
     y = cache.saved
-    return dout * (1.0 - y * y)
+    xp = get_array_module(dout)
+    return xp.multiply(dout, 1.0 - y * y, out=out)
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x, out=None):
     r""":math:`y = \sigma(x)` (eq. ``sigmoid-fwd``)."""
-    y = sigmoid(x)
+    y = sigmoid(x, out=out)
     return y, ActCache(y)
 
 
-def sigmoid_backward(dout, cache):
+def sigmoid_backward(dout, cache, out=None, mask=None):
     r""":math:`\bar x = \bar y\, y (1 - y)` (eq. ``sigmoid-bwd``)."""
     y = cache.saved
-    return dout * y * (1.0 - y)
+    xp = get_array_module(dout)
+    return xp.multiply(dout, y * (1.0 - y), out=out)
 
 
-def softplus_forward(x):
+def softplus_forward(x, out=None):
     r""":math:`y = \log(1 + e^x)` (eq. ``softplus-fwd``)."""
-    return softplus(x), ActCache(x)
+    y = softplus(x, out=out)
+    return y, ActCache(y)
 
 
-def softplus_backward(dout, cache):
-    r""":math:`\bar x = \bar y\, \sigma(x)` (eq. ``softplus-bwd``)."""
-    return dout * sigmoid(cache.saved)
+def softplus_backward(dout, cache, out=None, mask=None):
+    r""":math:`\bar x = \bar y\, \sigma(x)` (eq. ``softplus-bwd``) :math:`= \bar y\,(1 - e^{-y})` (eq.
+    ``act-from-output``), taken as :math:`-\operatorname{expm1}(-y)`, accurate where :math:`y` is tiny."""
+    xp = get_array_module(dout)
+    return xp.multiply(dout, -xp.expm1(-cache.saved), out=out)
 
 
 class Activation(NamedTuple):

@@ -41,7 +41,7 @@ class BernoulliCache(NamedTuple):
     x: object
 
 
-def bernoulli_nll_forward(logits, x):
+def bernoulli_nll_forward(logits, x, scratch=None):
     r"""Bernoulli NLL from logits :math:`\ell` (eq. ``bern-nll``).
 
     .. math::  -\log p(x|\ell) = \sum_d \operatorname{softplus}(\ell_d) - x_d \ell_d
@@ -49,9 +49,18 @@ def bernoulli_nll_forward(logits, x):
     which equals :math:`-\sum_d x_d\log\sigma(\ell_d) + (1-x_d)\log(1-\sigma(\ell_d))`
     but stays finite for any logit. ``x`` may be any value in [0, 1] (grey
     levels give the continuous relaxation). Shapes: logits (..., N, D), x (N, D) -> (..., N).
+
+    ``scratch``, two arrays of the logits' shape, computes it in place for a caller that needs no gradient
+    (scoring): the terms are written into them and into ``logits`` itself (overwritten), no temporary of that
+    size is made, the numbers are the same bit for bit, and the cache is ``None``.
     """
-    nll = (softplus(logits) - x * logits).sum(axis=-1)
-    return nll, BernoulliCache(logits, x)
+    xp = get_array_module(logits)
+    in_place = scratch is not None
+    log_term, x_logits = scratch if in_place else (None, None)
+    x_logits = xp.multiply(x, logits, out=x_logits)  # x l, before the logits are overwritten
+    nll = softplus(logits, out=logits if in_place else None, work=log_term)
+    nll -= x_logits
+    return nll.sum(axis=-1), None if in_place else BernoulliCache(logits, x)
 
 
 def bernoulli_nll_backward(dnll, cache: BernoulliCache):
@@ -127,13 +136,30 @@ def _sum_to_shape(grad, shape: tuple):
 
 
 class Likelihood:
-    """Base class: which decoder outputs and learned parameters a likelihood uses."""
+    """Base class: which decoder outputs and learned parameters a likelihood uses.
+
+    Every other module asks these attributes, never the likelihood's name: the decoder's output layout
+    (:meth:`n_outputs`, :attr:`log_var_in_output`), the log-variance's shape (:meth:`log_var_shape`), whether
+    training learns the variance (:attr:`learned_variance`) and the range of the data (:attr:`unit_interval`).
+    """
 
     name = ""
+    #: The data must lie in [0, 1] (the Bernoulli's x; grey levels are its continuous relaxation).
+    unit_interval = False
+    #: Training learns the variance: the likelihood's own parameter ``log_var``, or a decoder output.
+    learned_variance = False
+    #: The decoder outputs the log-variance too, ``[mean, log_var]`` side by side (D each).
+    log_var_in_output = False
 
     def n_outputs(self, data_dim: int) -> int:
         """Decoder outputs per example."""
         return data_dim
+
+    def log_var_shape(self, samples: int, rows: int, data_dim: int) -> tuple | None:
+        """The shape of the log-variance that broadcasts against a mean of shape (S, N, D) = ``(samples, rows,
+        data_dim)``: (S, N, D) from the decoder, (1, 1, D) per dimension, (1, 1, 1) fixed or shared; ``None``
+        without a variance (Bernoulli)."""
+        return None
 
     def param_shapes(self, data_dim: int) -> dict:
         """Shapes of the likelihood's own learned parameters (named ``likelihood.<key>``)."""
@@ -159,6 +185,7 @@ class Bernoulli(Likelihood):
     r""":math:`p(x|z) = \prod_d \sigma(\ell_d)^{x_d}(1-\sigma(\ell_d))^{1-x_d}`, the decoder outputs logits :math:`\ell`."""
 
     name = "bernoulli"
+    unit_interval = True
 
     def nll_forward(self, out, x, params):
         return bernoulli_nll_forward(out, x)
@@ -181,9 +208,14 @@ class Gaussian(Likelihood):
         self.variance = variance  # "fixed" | "shared" | "per_dim" | "per_example"
         self.name = f"gaussian_{variance}"
         self.fixed_log_var = math.log(fixed_variance)
+        self.learned_variance = variance != "fixed"
+        self.log_var_in_output = variance == "per_example"
 
     def n_outputs(self, data_dim):
-        return 2 * data_dim if self.variance == "per_example" else data_dim
+        return 2 * data_dim if self.log_var_in_output else data_dim
+
+    def log_var_shape(self, samples, rows, data_dim):
+        return {"per_example": (samples, rows, data_dim), "per_dim": (1, 1, data_dim)}.get(self.variance, (1, 1, 1))
 
     def param_shapes(self, data_dim):
         return {"shared": {"log_var": ()}, "per_dim": {"log_var": (data_dim,)}}.get(self.variance, {})

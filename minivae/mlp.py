@@ -21,20 +21,22 @@ class MLPCache(NamedTuple):
     act: list  # one activation cache per hidden layer (len = layers - 1)
 
 
-def mlp_forward(x, weights: Sequence[tuple], activation: Activation):
+def mlp_forward(x, weights: Sequence[tuple], activation: Activation, outs: Sequence | None = None):
     """Run the MLP. ``weights`` is ``[(W_1, b_1), ..., (W_L, b_L)]``.
 
-    Shapes: x (N, I), W_l (I_l, O_l) -> out (N, O_L).
+    Shapes: x (N, I), W_l (I_l, O_l) -> out (N, O_L). ``outs``, one array (N, O_l) per layer, makes the pass
+    allocate nothing of the batch's size: each layer is written into its array and activated there in place
+    (the backward needs only the output, eq. ``act-from-output``); the output is then ``outs[-1]``.
     """
     affine_caches, act_caches = [], []
     h = x
     last = len(weights) - 1
     for layer, (W, b) in enumerate(weights):
-        a, cache = affine_forward(h, W, b)  # a_l = h_{l-1} W_l + b_l
+        a, cache = affine_forward(h, W, b, out=None if outs is None else outs[layer])  # a_l = h_{l-1} W_l + b_l
         affine_caches.append(cache)
         if layer == last:
             return a, MLPCache(affine_caches, act_caches)
-        h, act_cache = activation.forward(a)  # h_l = phi(a_l)
+        h, act_cache = activation.forward(a, out=None if outs is None else a)  # h_l = phi(a_l)
         act_caches.append(act_cache)
     raise ValueError("weights: expected at least one (W, b) layer, got none")
 

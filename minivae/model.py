@@ -39,7 +39,7 @@ from .params import ParamBuffer
 from .reparam import (LOG_VAR_LIMIT, clamp_log_var_backward, clamp_log_var_forward, draw_noise, join_head,
                       reparameterize_backward, reparameterize_forward, split_head)
 from .validate import (FLOAT_DTYPES, check_array, check_bool, check_choice, check_float, check_generator, check_int,
-                       check_matrix, check_rows)
+                       check_matrix, check_matrix_shape, check_rows)
 
 DTYPES = FLOAT_DTYPES
 
@@ -107,6 +107,27 @@ class VAEConfig:
     @property
     def decoder_widths(self) -> tuple:
         return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
+
+    def layer_sizes(self) -> dict:
+        """The widths of each network's layers, input to output: ``{"encoder": [D + C, *hidden, 2K],
+        "decoder": [K + C, *decoder_widths, outputs]}``, the decoder's outputs as many as the likelihood asks
+        (:meth:`minivae.likelihoods.Likelihood.n_outputs`)."""
+        likelihood = get_likelihood(self.likelihood, self.fixed_variance)
+        return {"encoder": [self.data_dim + self.condition_dim, *self.hidden, 2 * self.latent_dim],
+                "decoder": [self.latent_dim + self.condition_dim, *self.decoder_widths,
+                            likelihood.n_outputs(self.data_dim)]}
+
+    def param_shapes(self) -> dict:
+        """Every parameter's name and shape, in the order of the flat buffer (:class:`minivae.params.ParamBuffer`):
+        each layer's ``W`` (fan-in, fan-out) and ``b`` (fan-out,), then the likelihood's own (``likelihood.<key>``)."""
+        shapes = {}
+        for net, sizes in self.layer_sizes().items():
+            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                shapes[f"{net}.{i}.W"] = (fan_in, fan_out)
+                shapes[f"{net}.{i}.b"] = (fan_out,)
+        for key, shape in get_likelihood(self.likelihood, self.fixed_variance).param_shapes(self.data_dim).items():
+            shapes[f"likelihood.{key}"] = shape
+        return shapes
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -235,7 +256,7 @@ class VAE:
         self.dtype = np.dtype(dtype)
         self.activation = get_activation(config.activation)
         self.likelihood = get_likelihood(config.likelihood, config.fixed_variance)
-        host = ParamBuffer(self._param_shapes(), self.dtype)  # initialised on the host, then moved: same on any device
+        host = ParamBuffer(config.param_shapes(), self.dtype)  # initialised on the host, then moved: same on any device
         self._init_params(host, np.random.default_rng(seed))
         self.params = host if self.device == "cpu" else ParamBuffer(host.shapes, self.dtype, array_module(self.device))
         if self.params is not host:
@@ -244,37 +265,30 @@ class VAE:
 
     # ------------------------------------------------------------------ layout
 
-    def _layer_sizes(self):
-        c = self.config
-        encoder = [c.data_dim + c.condition_dim, *c.hidden, 2 * c.latent_dim]
-        decoder = [c.latent_dim + c.condition_dim, *c.decoder_widths, self.likelihood.n_outputs(c.data_dim)]
-        return {"encoder": encoder, "decoder": decoder}
-
-    def _param_shapes(self) -> dict:
-        shapes = {}
-        for net, sizes in self._layer_sizes().items():
-            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-                shapes[f"{net}.{i}.W"] = (fan_in, fan_out)
-                shapes[f"{net}.{i}.b"] = (fan_out,)
-        for key, shape in self.likelihood.param_shapes(self.config.data_dim).items():
-            shapes[f"likelihood.{key}"] = shape
-        return shapes
+    def layer_sizes(self) -> dict:
+        """The widths of each network's layers, input to output: ``{"encoder": [...], "decoder": [...]}``
+        (:meth:`VAEConfig.layer_sizes`)."""
+        return self.config.layer_sizes()
 
     def _init_params(self, params: ParamBuffer, rng):
         """Every affine layer by ``config.init`` (:func:`~minivae.layers.affine_init`), in the buffer's order;
         the likelihood's log-variances 0."""
         params.data[...] = 0.0
-        for net, sizes in self._layer_sizes().items():
+        for net, sizes in self.layer_sizes().items():
             for i in range(len(sizes) - 1):
                 affine_init(params[f"{net}.{i}.W"], params[f"{net}.{i}.b"], self.config.init, self.config.activation,
                             rng)
 
-    def _weights(self, net: str) -> list:
-        n_layers = len(self._layer_sizes()[net]) - 1
+    def weights(self, net: str) -> list:
+        """The layers of ``net`` (``"encoder"`` or ``"decoder"``) as ``[(W_1, b_1), ..., (W_L, b_L)]``: views of
+        the flat parameter buffer, so writing into them writes the model."""
+        n_layers = len(self.layer_sizes()[net]) - 1
         v = self.params.values
         return [(v[f"{net}.{i}.W"], v[f"{net}.{i}.b"]) for i in range(n_layers)]
 
-    def _likelihood_params(self) -> dict:
+    def likelihood_params(self) -> dict:
+        """The likelihood's own parameters by its names (``{"log_var": ...}`` for a learned variance, else
+        ``{}``), views of the flat parameter buffer: what :mod:`minivae.likelihoods`' functions take."""
         return {name.split(".", 1)[1]: value for name, value in self.params.values.items()
                 if name.startswith("likelihood.")}
 
@@ -287,23 +301,35 @@ class VAE:
     # Every public method checks its arguments here, once, and then calls the
     # unchecked maths (the methods whose names start with an underscore).
 
-    def _to_device(self, value):
+    def to_device(self, value):
         """An array moved to the model's device (a transfer only when it is elsewhere); anything else unchanged,
         for the checks to name it."""
         return to_device(value, self.device) if hasattr(value, "dtype") and hasattr(value, "shape") else value
 
-    def _check_x(self, x, name="x"):
-        """Data (N, D): float32/float64, finite, in [0, 1] for a Bernoulli decoder; returned in the model's dtype,
-        on the model's device."""
-        unit = self.config.likelihood == "bernoulli"
-        return check_matrix(name, self._to_device(x), self.config.data_dim, self.dtype, unit_interval=unit)
+    def check_inputs(self, x, c=None, *, name: str = "x", c_name: str = "c", values: bool = True):
+        """The data ``x`` (N, D) and a CVAE's condition ``c`` (N, C), checked; returns ``(x, c)``.
 
-    def _check_c(self, c, n_rows: int, rows_of: str, name: str | None = None):
-        """The condition (n_rows, C) for a CVAE, ``None`` for a VAE.
-
-        ``name`` defaults to the condition of ``rows_of``: ``c`` for x or z, ``c_val`` for x_val.
+        ``x``: float32/float64, finite, in [0, 1] for a likelihood that says so
+        (:attr:`minivae.likelihoods.Likelihood.unit_interval`), returned in the model's dtype on the model's
+        device. ``c``: ``None`` for a VAE; for a CVAE N rows of C finite floats, cast and moved alike. Errors
+        name ``name`` and ``c_name`` (``"x_val"``, ``"c_val"`` for validation data). With ``values=False`` only
+        x's shape is checked and x comes back as given: for a caller that checks its values batch by batch
+        (:func:`minivae.scoring.log_likelihood`), never making an (N, D) copy.
         """
-        name = name or {"x_val": "c_val"}.get(rows_of, "c")
+        if values:
+            x = self._check_x(x, name)
+        else:
+            check_matrix_shape(name, x, self.config.data_dim)
+        return x, self._check_c(c, x.shape[0], name, c_name)
+
+    def _check_x(self, x, name="x"):
+        """Data (N, D): float32/float64, finite, in [0, 1] where the likelihood asks; returned in the model's dtype,
+        on the model's device."""
+        return check_matrix(name, self.to_device(x), self.config.data_dim, self.dtype,
+                            unit_interval=self.likelihood.unit_interval)
+
+    def _check_c(self, c, n_rows: int, rows_of: str, name: str = "c"):
+        """The condition (n_rows, C) for a CVAE, ``None`` for a VAE; ``rows_of`` names what sets the rows."""
         if not self.conditional:
             if c is not None:
                 raise ValueError(f"{name}: expected None for an unconditional VAE (condition_dim=0), "
@@ -312,10 +338,10 @@ class VAE:
         if c is None:
             raise ValueError(f"{name}: expected a condition array of shape (N, {self.config.condition_dim}) "
                              "for a conditional VAE, got None")
-        c = check_matrix(name, self._to_device(c), self.config.condition_dim, self.dtype)
+        c = check_matrix(name, self.to_device(c), self.config.condition_dim, self.dtype)
         return check_rows(name, c, n_rows, rows_of)
 
-    def _check_rng(self, rng):
+    def check_rng(self, rng):
         """The generator to draw from: ``rng``, or the model's own when ``rng`` is None.
 
         It must draw on the model's device: ``numpy.random.default_rng(seed)`` for
@@ -355,23 +381,23 @@ class VAE:
         N, K, S = x.shape[0], self.config.latent_dim, self.config.train_samples
         c = self._check_c(c, N, "x")
         beta = check_float("beta", beta, minimum=0.0)
-        rng = self._check_rng(rng)
+        rng = self.check_rng(rng)
         xp = get_array_module(x)
         if noise is None:
             noise = draw_noise(rng, S, N, K, self.dtype)
         else:
-            noise = check_array("noise", self._to_device(noise), ("S", N, K), self.dtype)
+            noise = check_array("noise", self.to_device(noise), ("S", N, K), self.dtype)
         S = noise.shape[0]
 
-        enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
+        enc_out, enc_cache = mlp_forward(self._with_condition(x, c), self.weights("encoder"), self.activation)
         mu, log_var_raw = split_head(enc_out)  # q(z|x) = N(mu, diag exp(log_var))
         log_var, clamp_cache = clamp_log_var_forward(log_var_raw)
         z, rep_cache = reparameterize_forward(mu, log_var, noise)  # (S, N, K)
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
         dec_out, dec_cache = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep),
-                                         self._weights("decoder"), self.activation)
+                                         self.weights("decoder"), self.activation)
         dec_out = dec_out.reshape(S, N, -1)
-        nll, nll_cache = self.likelihood.nll_forward(dec_out, x, self._likelihood_params())  # (S, N)
+        nll, nll_cache = self.likelihood.nll_forward(dec_out, x, self.likelihood_params())  # (S, N)
         if self.config.objective != "elbo":
             return self._iw_forward(mu, log_var, z, nll, beta,
                                     ForwardCache(enc_cache, clamp_cache, rep_cache, None, dec_cache, nll_cache, S, N,
@@ -487,30 +513,30 @@ class VAE:
         return self._encode(x, self._check_c(c, x.shape[0], "x"))
 
     def _encode(self, x, c):
-        out, _ = mlp_forward(self._with_condition(x, c), self._weights("encoder"), self.activation)
+        out, _ = mlp_forward(self._with_condition(x, c), self.weights("encoder"), self.activation)
         mu, log_var_raw = split_head(out)
         log_var, _ = clamp_log_var_forward(log_var_raw)
         return mu.copy(), log_var
 
     def decoder_output(self, z, c=None):
         """The decoder's raw output for latent codes z (N, K): logits, or means (and log-variances)."""
-        z = check_matrix("z", self._to_device(z), self.config.latent_dim, self.dtype)
+        z = check_matrix("z", self.to_device(z), self.config.latent_dim, self.dtype)
         return self._decoder_output(z, self._check_c(c, z.shape[0], "z"))
 
     def _decoder_output(self, z, c):
-        out, _ = mlp_forward(self._with_condition(z, c), self._weights("decoder"), self.activation)
+        out, _ = mlp_forward(self._with_condition(z, c), self.weights("decoder"), self.activation)
         return out
 
     def decode(self, z, c=None):
         """The mean of p(x|z) for latent codes z (N, K): probabilities (Bernoulli) or means (Gaussian)."""
-        return self.likelihood.mean(self.decoder_output(z, c), self._likelihood_params())
+        return self.likelihood.mean(self.decoder_output(z, c), self.likelihood_params())
 
     def reconstruct(self, x, c=None):
         """Encode to the mean of q(z|x), then decode: E[x | z = mu(x)]."""
         x = self._check_x(x)
         c = self._check_c(c, x.shape[0], "x")
         mu, _ = self._encode(x, c)
-        return self.likelihood.mean(self._decoder_output(mu, c), self._likelihood_params())
+        return self.likelihood.mean(self._decoder_output(mu, c), self.likelihood_params())
 
     def sample(self, n: int, c=None, *, rng=None, mean: bool = True):
         """Generate ``n`` new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw, ``mean=False``).
@@ -519,13 +545,13 @@ class VAE:
         """
         n = check_int("n", n, 1)
         c = self._check_c(c, n, "the n samples")
-        rng = self._check_rng(rng)
+        rng = self.check_rng(rng)
         mean = check_bool("mean", mean)
         z = rng.standard_normal((n, self.config.latent_dim), dtype=self.dtype)
         out = self._decoder_output(z, c)
         if mean:
-            return self.likelihood.mean(out, self._likelihood_params())
-        return self.likelihood.sample(out, self._likelihood_params(), rng)
+            return self.likelihood.mean(out, self.likelihood_params())
+        return self.likelihood.sample(out, self.likelihood_params(), rng)
 
     def active_units(self, x, c=None, threshold: float = 0.01, batch_size: int = 1024) -> ActiveUnits:
         r"""The active latent units on data ``x`` (N, D) (Burda et al., 2016):
@@ -556,7 +582,7 @@ class VAE:
         x = self._check_x(x)
         c = self._check_c(c, x.shape[0], "x")
         S = self.config.n_samples if n_samples is None else check_int("n_samples", n_samples, 1)
-        rng = self._check_rng(rng)
+        rng = self.check_rng(rng)
         mu, log_var = self._encode(x, c)
         noise = draw_noise(rng, S, x.shape[0], self.config.latent_dim, self.dtype)
         z, _ = reparameterize_forward(mu, log_var, noise)
@@ -567,16 +593,16 @@ class VAE:
     def log_px_given_z(self, x, z, c=None):
         """log p(x|z) for x (N, D) and z of shape (S, N, K): returns (S, N)."""
         x = self._check_x(x)
-        z = check_array("z", self._to_device(z), ("S", x.shape[0], self.config.latent_dim), self.dtype)
+        z = check_array("z", self.to_device(z), ("S", x.shape[0], self.config.latent_dim), self.dtype)
         return self._log_px_given_z(x, z, self._check_c(c, x.shape[0], "x"))
 
     def _log_px_given_z(self, x, z, c):
         xp = get_array_module(z)
         S, N, K = z.shape
         c_rep = None if c is None else xp.broadcast_to(c, (S, *c.shape)).reshape(S * N, -1)
-        out, _ = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep), self._weights("decoder"),
+        out, _ = mlp_forward(self._with_condition(z.reshape(S * N, K), c_rep), self.weights("decoder"),
                              self.activation)
-        nll, _ = self.likelihood.nll_forward(out.reshape(S, N, -1), x, self._likelihood_params())
+        nll, _ = self.likelihood.nll_forward(out.reshape(S, N, -1), x, self.likelihood_params())
         return -nll
 
     def __repr__(self):

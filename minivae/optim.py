@@ -77,7 +77,7 @@ class Adam:
         xp = params.xp
         self.m = xp.zeros_like(params.data)  # M = sum_j beta1^(t-j) g_j = m / (1 - beta1): first moment, as a sum
         self.v = xp.zeros_like(params.data)  # V = sum_j beta2^(t-j) g_j^2 = v / (1 - beta2): second moment, as a sum
-        self._scratch = xp.empty_like(params.data)
+        self.scratch = xp.empty_like(params.data)  # the update's one temporary, reused every step
         self.t = 0
 
     def step(self):
@@ -91,7 +91,7 @@ class Adam:
         self.t += 1
         s1 = (1.0 - self.beta1 ** self.t) / (1.0 - self.beta1)  # sum of the weights beta1^(t-j), j = 1..t
         root_s2 = ((1.0 - self.beta2 ** self.t) / (1.0 - self.beta2)) ** 0.5
-        self.ops.adam(self.params.data, self.params.grad, self.m, self.v, self._scratch, self.beta1, self.beta2,
+        self.ops.adam(self.params.data, self.params.grad, self.m, self.v, self.scratch, self.beta1, self.beta2,
                       self.lr * root_s2 / s1, self.eps * root_s2)
 
     def hyperparameters(self) -> dict:
@@ -134,7 +134,7 @@ class ReferenceAdam(Adam):
     def __init__(self, params: ParamBuffer, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, *, ops=None):
         super().__init__(params, lr, beta1, beta2, eps, ops=ops)
-        self._scratch = None  # the update below makes its temporaries as it goes
+        self.scratch = None  # the update below makes its temporaries as it goes
 
     def step(self):
         g = self.params.grad

@@ -39,10 +39,12 @@ class ParamBuffer:
         for name, size in zip(self.shapes, sizes):
             self.offsets[name] = (offset, offset + size)
             offset += size
-        self.values = self._views(self.data)
-        self.grads = self._views(self.grad)
+        self.values = self.views(self.data)
+        self.grads = self.views(self.grad)
 
-    def _views(self, flat) -> dict:
+    def views(self, flat) -> dict:
+        """Named views of any flat array of the buffer's size, laid out as the parameters are (a second gradient
+        buffer, say)."""
         return {name: flat[start:stop].reshape(self.shapes[name]) for name, (start, stop) in self.offsets.items()}
 
     def __getitem__(self, name):

@@ -50,14 +50,7 @@ def check_fits(argument: str, nbytes: float, what: str) -> None:
 
 def param_count(config) -> int:
     """The number of parameters of a model with :class:`~minivae.model.VAEConfig` ``config``, without building it."""
-    from .likelihoods import get_likelihood
-
-    likelihood = get_likelihood(config.likelihood, config.fixed_variance)
-    encoder = [config.data_dim + config.condition_dim, *config.hidden, 2 * config.latent_dim]
-    decoder = [config.latent_dim + config.condition_dim, *config.decoder_widths,
-               likelihood.n_outputs(config.data_dim)]
-    total = sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes[:-1], sizes[1:]))
-    return total + sum(math.prod(shape) for shape in likelihood.param_shapes(config.data_dim).values())
+    return sum(math.prod(shape) for shape in config.param_shapes().values())
 
 
 def model_bytes(config, itemsize: int = 4, training: bool = False) -> int:

@@ -37,7 +37,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import _pid_alive
+from .checkpoint import pid_alive
 
 CHECKPOINT, HISTORY, PICTURE, LOCK = "model.npz", "history.json", "samples.png", ".lock"
 #: Where ``--overwrite`` keeps the previous run's files until the new run has finished.
@@ -114,7 +114,7 @@ def _lock_owner(path: Path):
 def _lock_live(owner) -> bool:
     """Whether the lock's owner still runs: its pid is alive and, where the lock records it, started then."""
     pid, start = owner
-    if pid == os.getpid() or not _pid_alive(pid):
+    if pid == os.getpid() or not pid_alive(pid):
         return False
     now = _start_time(pid)
     return start is None or now is None or now == start

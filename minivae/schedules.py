@@ -29,8 +29,8 @@ import math
 
 from .validate import check_float, check_int
 
-__all__ = ["Schedule", "Constant", "StepDecay", "Cosine", "Warmup", "SCHEDULES", "make_schedule", "steps_per_epoch",
-           "epochs_to_steps", "schedule_in_epochs"]
+__all__ = ["Schedule", "Constant", "StepDecay", "Cosine", "Warmup", "warmup_factor", "SCHEDULES", "make_schedule",
+           "steps_per_epoch", "epochs_to_steps", "schedule_in_epochs"]
 
 
 class Schedule:
@@ -121,6 +121,13 @@ class Cosine(Schedule):
         return {"name": self.name, "lr": self.lr, "total_steps": self.total_steps, "lr_min": self.lr_min}
 
 
+def warmup_factor(t: int, steps: float) -> float:
+    r"""The linear warm-up's factor at step ``t`` (from 0) over ``steps`` steps: :math:`\min\big(1, (t + 1) / W\big)`
+    (eq. ``lr-warmup``), 1 from the start when ``steps`` is 0. One form for the learning rate (:class:`Warmup`)
+    and the KL weight (:meth:`minivae.train.Trainer.beta`); ``steps`` may be fractional (epochs times steps)."""
+    return 1.0 if steps <= 0 else min(1.0, (t + 1) / steps)
+
+
 class Warmup(Schedule):
     r"""A linear warm-up over the first ``steps`` steps, multiplying any schedule (eq. ``lr-warmup``).
 
@@ -147,7 +154,7 @@ class Warmup(Schedule):
 
     def __call__(self, t: int) -> float:
         t = _check_step(t)
-        return min(1.0, (t + 1) / self.steps) * self.after(t)  # eq. lr-warmup
+        return warmup_factor(t, self.steps) * self.after(t)  # eq. lr-warmup
 
     def to_dict(self) -> dict:
         return {"name": self.name, "steps": self.steps, "after": self.after.to_dict()}

@@ -16,7 +16,7 @@ log-sum-exp, over chunks of samples, so memory stays bounded for any ``k``
 For speed, the same operations as the model's own methods, in the same order
 (``tests/test_scoring.py`` checks the parts bit for bit): the decoder writes
 each chunk into buffers allocated once per call (:class:`_Rows`), the
-Bernoulli term is taken in place (:func:`bernoulli_log_px`), and on the CPU
+Bernoulli term is taken in place (:func:`minivae.likelihoods.bernoulli_nll_forward`), and on the CPU
 the examples of a batch are split over the cores (:mod:`minivae.cores`), each
 thread with its own buffers.
 """
@@ -29,17 +29,16 @@ import numpy as np
 
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
 from .cores import map_rows, row_blocks
-from .layers import log1p_unit
-from .likelihoods import LOG_2PI
+from .likelihoods import LOG_2PI, Bernoulli, bernoulli_nll_forward
+from .mlp import mlp_forward
 from .reparam import reparameterize_forward
-from .validate import check_int, check_matrix_shape
+from .validate import check_int
 
 #: Elements (samples x examples x width) of one chunk's decoder buffers, per device (chosen in
 #: :data:`minivae.backend.BLOCK_ELEMENTS`); the noise of several chunks is drawn at once, up to as many elements.
 #: On the CPU, 2^20 (4 MiB in float32) gives each of two threads a few hundred rows a matrix product; the buffers
-#: are allocated once per call (when chunks allocated their temporaries, 2^22 made every page fault in again,
-#: chunk after chunk: docs/performance.md). On a GPU a chunk is a few dozen launches, so chunks are as large as
-#: memory allows.
+#: are allocated once per call, so no chunk faults fresh pages in (docs/performance.md). On a GPU a chunk is a few
+#: dozen launches, so chunks are as large as memory allows.
 CHUNK_ELEMENTS = BLOCK_ELEMENTS["scoring"]
 
 
@@ -54,75 +53,37 @@ class _Rows:
 
     A chunk's decoder input, every layer's output and, for a Bernoulli
     likelihood, two scratch arrays of the output's size live here; the chunk's
-    matrix products, ReLUs and log-likelihood write into them (as
+    matrix products, activations and log-likelihood write into them (as
     :mod:`minivae.fast` does for a training step), so a chunk allocates nothing
-    of its size (other activations and the Gaussian likelihoods still take the
-    reference functions, with their temporaries).
+    of its size (the Gaussian likelihoods still take the reference functions, with their temporaries).
     """
 
     def __init__(self, model, samples: int, rows: int, xp):
-        widths = model._layer_sizes()["decoder"]
+        widths = model.layer_sizes()["decoder"]
         self.dec_in = xp.empty((samples * rows, widths[0]), dtype=model.dtype)  # [z, c]
         self.dec = [xp.empty((samples * rows, width), dtype=model.dtype) for width in widths[1:]]
-        bernoulli = model.config.likelihood == "bernoulli"
+        bernoulli = isinstance(model.likelihood, Bernoulli)
         self.scratch = [xp.empty_like(self.dec[-1]) for _ in range(2 if bernoulli else 0)]
-        # max(a, 0) against an array of zeros on the CPU (a GPU kernel takes the scalar as fast)
-        self.zeros = np.zeros(samples * rows * max(widths[1:]), dtype=model.dtype) if xp is np else None
         self.rows = rows
 
     def views(self, s: int, r: int):
         """The buffers for ``s`` samples of ``r`` rows: leading parts of the arrays (a chunk or a batch may be short)."""
         return self.dec_in[:s * r], [a[:s * r] for a in self.dec], [a[:s * r] for a in self.scratch]
 
-    def zeros_like(self, a):
-        """Zeros of ``a``'s shape (a view), or the scalar 0 on a GPU."""
-        return 0.0 if self.zeros is None else self.zeros[:a.size].reshape(a.shape)
-
-
-def bernoulli_log_px(logits, x, scratch, scratch2, zeros):
-    r""":math:`\log p(x|\ell) = -\sum_d \operatorname{softplus}(\ell_d) - x_d \ell_d` (eq. ``bern-nll``), in place.
-
-    The operations of :func:`minivae.likelihoods.bernoulli_nll_forward` in the
-    same order (so the same numbers, bit for bit), written into ``logits``,
-    ``scratch`` and ``scratch2`` (all (S, N, D), overwritten) instead of a
-    temporary each. ``zeros`` is an array of zeros of their shape:
-    NumPy's ``maximum`` runs 2.5 times faster against one than against the
-    scalar 0 (docs/performance.md). Returns (S, N).
-    """
-    xp = get_array_module(logits)
-    xp.abs(logits, out=scratch)  # softplus(l) = max(l, 0) + log(1 + e^{-|l|})  (eq. softplus-fwd)
-    xp.negative(scratch, out=scratch)
-    xp.exp(scratch, out=scratch)
-    log1p_unit(scratch, out=scratch)
-    xp.multiply(x, logits, out=scratch2)  # x l, before the logits are overwritten
-    xp.maximum(logits, zeros, out=logits)
-    logits += scratch  # softplus(l)
-    logits -= scratch2  # softplus(l) - x l
-    return -logits.sum(axis=-1)
-
 
 def _log_px_given_z(model, x, z, c, rows: _Rows):
-    """``model._log_px_given_z`` with the decoder's arrays in ``rows``' buffers: (S, N)."""
-    xp = get_array_module(z)
+    """``model.log_px_given_z`` with the decoder's arrays in ``rows``' buffers: (S, N)."""
     S, N, K = z.shape
     dec_in, dec, scratch = rows.views(S, N)
     dec_in.reshape(S, N, -1)[:, :, :K] = z
     if c is not None:
         dec_in.reshape(S, N, -1)[:, :, K:] = c  # [z, c] for every sample (eq. cvae)
-    h, last = dec_in, len(dec) - 1
-    for layer, ((W, b), out) in enumerate(zip(model._weights("decoder"), dec)):
-        xp.matmul(h, W, out=out)  # a_l = h_{l-1} W_l + b_l (eq. affine-fwd);  h_l = phi(a_l)
-        out += b
-        if layer == last:
-            h = out
-        elif model.config.activation == "relu":  # in place, against an array of zeros
-            h = xp.maximum(out, rows.zeros_like(out), out=out)
-        else:
-            h, _ = model.activation.forward(out)  # the reference activation (a temporary)
-    out = h.reshape(S, N, -1)
-    if model.config.likelihood == "bernoulli":
-        return bernoulli_log_px(out, x, *(a.reshape(S, N, -1) for a in scratch), rows.zeros_like(out))
-    nll, _ = model.likelihood.nll_forward(out, x, model._likelihood_params())
+    out, _ = mlp_forward(dec_in, model.weights("decoder"), model.activation, outs=dec)
+    out = out.reshape(S, N, -1)
+    if isinstance(model.likelihood, Bernoulli):  # in place, into the logits and the scratch arrays
+        nll, _ = bernoulli_nll_forward(out, x, scratch=[a.reshape(S, N, -1) for a in scratch])
+    else:
+        nll, _ = model.likelihood.nll_forward(out, x, model.likelihood_params())
     return -nll
 
 
@@ -156,9 +117,8 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     """
     k = check_int("k", k, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    check_matrix_shape("x", x, model.config.data_dim)  # the values are checked batch by batch: no N x D copy
-    c = model._check_c(c, x.shape[0], "x")
-    rng = model._check_rng(rng)
+    x, c = model.check_inputs(x, c, values=False)  # x's values are checked batch by batch: no N x D copy
+    rng = model.check_rng(rng)
     xp = get_array_module(model.params.data)
     N, K = x.shape[0], model.config.latent_dim
     width = max(model.likelihood.n_outputs(model.config.data_dim), K, *model.config.hidden,
@@ -169,10 +129,10 @@ def log_likelihood(model, x, k: int = 1000, c=None, *, rng=None, batch_size: int
     draw = chunk * max(1, CHUNK_ELEMENTS[device_of(model.params.data)] // (chunk * n_max * K))  # samples a draw
     buffers = []
     for start in range(0, N, batch_size):
-        xb = model._check_x(x[start:start + batch_size])  # cast and moved to the model's device, one batch
-        cb = None if c is None else c[start:start + batch_size]
+        xb, cb = model.check_inputs(x[start:start + batch_size],  # cast and moved to the model's device, one batch
+                                    None if c is None else c[start:start + batch_size])
         n = xb.shape[0]
-        mu, log_var = model._encode(xb, cb)  # x and c were checked above, once
+        mu, log_var = model.encode(xb, cb)
         blocks = row_blocks(n) if xp is np else [slice(0, n)]  # the examples split over the CPU's cores
         rows_needed = max(block.stop - block.start for block in blocks)
         if len(buffers) < len(blocks) or buffers[0].rows < rows_needed:

@@ -11,8 +11,11 @@ optimizer's moment buffers, its step count and hyperparameters, the trainer's
 learning-rate schedule and generator state, the epoch and the loss history, so that training N epochs,
 saving, loading and training M more gives exactly the parameters of N + M
 uninterrupted epochs. It also records the engine that trained the run
-(:mod:`minivae.engines`); a run resumes with either engine, the same maths. Files never execute code on load and are written
-atomically (see :mod:`minivae.checkpoint`).
+(:mod:`minivae.engines`); a run resumes with either engine, the same maths. Files never execute code on load and are
+written atomically (see :mod:`minivae.checkpoint`).
+
+A training run is saved by :func:`minivae.train.save_trainer` (also importable from here), beside the trainer
+whose :meth:`~minivae.train.Trainer.fit` checkpoints every epoch; loading it builds a trainer, here.
 """
 
 from __future__ import annotations
@@ -22,36 +25,13 @@ import math
 
 import numpy as np
 
-from .backend import generator_state, resolve_device, to_device, to_numpy
+from .backend import resolve_device, to_device
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .engines import check_engine
 from .model import VAE, VAEConfig, build_model
 from .resources import available_memory, format_bytes, model_bytes, param_count
-from .train import History, NonFiniteError, Trainer
+from .train import History, Trainer, check_finite_model, model_state, save_trainer
 from .validate import check_int
-
-
-def non_finite_parameters(params) -> list:
-    """The names of the parameters in ``params`` (a ParamBuffer) holding NaN or infinity."""
-    host = to_numpy(params.data)
-    if np.isfinite(host).all():
-        return []
-    return [name for name, (start, stop) in params.offsets.items() if not np.isfinite(host[start:stop]).all()]
-
-
-def _check_finite_model(model, argument: str) -> None:
-    """Refuse to save a diverged model: a file never holds NaN or infinite parameters."""
-    bad = non_finite_parameters(model.params)
-    if bad:
-        raise NonFiniteError(f"{argument}: expected finite parameters, got NaN or infinity in {bad}; the model "
-                             "diverged (lower the learning rate, lr) and is not saved")
-
-
-def _model_part(model) -> tuple[dict, dict]:
-    arrays = {"params": to_numpy(model.params.data)}
-    meta = {"config": model.config.to_dict(), "dtype": model.dtype.name, "seed": model.seed,
-            "rng": generator_state(model.rng)}  # None for a generator on the GPU
-    return arrays, meta
 
 
 def save_model(path, model) -> None:
@@ -61,8 +41,8 @@ def save_model(path, model) -> None:
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
-    _check_finite_model(model, "model")
-    arrays, meta = _model_part(model)
+    check_finite_model(model, "model")
+    arrays, meta = model_state(model)
     save_checkpoint(path, arrays, {"kind": "model", "model": meta})
 
 
@@ -70,8 +50,8 @@ def _restore_model(path, arrays: dict, meta, device: str):
     if not isinstance(meta, dict):
         raise CheckpointError(f"cannot load checkpoint '{path}': it holds no model")
     try:
-        config = VAEConfig(**{"init": "he", **meta["config"]})  # files from before `init` were all "he"
-        seed = check_int("seed", meta.get("seed", 0), 0)
+        config = VAEConfig(**meta["config"])
+        seed = check_int("seed", meta["seed"], 0)
         itemsize = np.dtype(meta["dtype"]).itemsize
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"cannot load checkpoint '{path}': bad model configuration: {exc}") from exc
@@ -113,46 +93,11 @@ def load_model(path, device: str = "cpu"):
     return _restore_model(path, arrays, meta.get("model"), device)
 
 
-def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
-    """Save the model and the whole training state, so training resumes exactly.
-
-    A diverged state (NaN or infinite parameters or losses in the history) is refused, never saved;
-    ``argument`` is the caller's name for ``path`` in error messages.
-    """
-    if not isinstance(trainer, Trainer):
-        raise TypeError(f"trainer: expected a Trainer, got {type(trainer).__name__}")
-    _check_finite_model(trainer.model, "trainer")
-    for name, values in trainer.history.to_dict().items():
-        if not all(math.isfinite(v) for v in values if isinstance(v, float)):
-            raise NonFiniteError(f"trainer: expected a finite history, got NaN or infinity in {name}; the model "
-                                 "diverged (lower the learning rate, lr) and is not saved")
-    arrays, model_meta = _model_part(trainer.model)
-    opt = trainer.optimizer
-    for key, value in opt.state().items():
-        arrays[f"optimizer.{key}"] = to_numpy(value)
-    meta = {
-        "kind": "training",
-        "model": model_meta,
-        "optimizer": {"name": opt.name, "hyperparameters": opt.hyperparameters(), "t": opt.t,
-                      "moments": "sums"},  # Adam's m and v are the decaying sums of eq. adam-sums
-        "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
-                    "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
-                    "engine": trainer.engine,
-                    "schedule": trainer.schedule.to_dict(),  # with step_count: the next learning rates, exactly
-                    "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
-    }
-    if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
-        meta["data"] = trainer.data
-    if trainer.flags is not None:  # the run's other flags (the CLI's): a resumed run takes them
-        meta["flags"] = trainer.flags
-    save_checkpoint(path, arrays, meta, argument=argument)
-
-
 def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str | None = None) -> Trainer:
     """Load a training run saved by :func:`save_trainer` onto ``device`` (the model is ``trainer.model``).
 
-    ``engine`` trains the resumed run: ``None`` for the one the file records (``"fast"`` in a file that records
-    none), or either of :data:`minivae.engines.ENGINES`, whichever saved it: the optimizers of both engines keep
+    ``engine`` trains the resumed run: ``None`` for the one the file records, or either of
+    :data:`minivae.engines.ENGINES`, whichever saved it: the optimizers of both engines keep
     Adam's moments as the same sums in the file (eq. ``adam-sums``).
 
     On the CPU the run resumes exactly where it stopped. A run on a GPU resumes
@@ -170,10 +115,9 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str 
         opt, state = meta["optimizer"], meta["trainer"]
         hyperparameters = dict(opt["hyperparameters"])
         lr = hyperparameters.pop("lr")  # the last update's; the schedule gives the next ones
-        schedule = state.get("schedule") or {"name": "constant", "lr": lr}  # files from before schedules: constant
         trainer = Trainer(model, opt["name"], batch_size=state["batch_size"], warmup_epochs=state["warmup_epochs"],
-                          seed=state["seed"], kernels=kernels, schedule=schedule,
-                          engine=state.get("engine", "fast") if engine is None else engine, **hyperparameters)
+                          seed=state["seed"], kernels=kernels, schedule=state["schedule"],
+                          engine=state["engine"] if engine is None else engine, **hyperparameters)
         trainer.optimizer.lr = lr
         moments = {key: arrays[f"optimizer.{key}"] for key in trainer.optimizer.state()}
         for key, value in moments.items():  # a wrong shape could broadcast silently into the buffer
@@ -182,15 +126,12 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str 
                                  f"got {value.shape} {value.dtype}")
             if not np.isfinite(value).all():
                 raise ValueError(f"optimizer.{key}: expected finite values, got NaN or infinity")
-        if opt["name"] == "adam" and opt.get("moments") != "sums":  # a file written when Adam kept averages
-            moments = {"m": moments["m"] / (1.0 - trainer.optimizer.beta1),  # M = m / (1 - beta1), eq. adam-sums
-                       "v": moments["v"] / (1.0 - trainer.optimizer.beta2)}
         trainer.optimizer.load_state({key: to_device(value, device) for key, value in moments.items()},
                                      check_int("optimizer.t", opt["t"], 0))
         trainer.epoch = check_int("trainer.epoch", state["epoch"], 0)
         trainer.step_count = check_int("trainer.step_count", state["step_count"], 0)
         trainer.rng.bit_generator.state = state["rng"]
-        trainer._reseed_noise()  # on the GPU, from (seed, step count); on the CPU it is trainer.rng, just restored
+        trainer.reseed_noise()  # on the GPU, from (seed, step count); on the CPU it is trainer.rng, just restored
         trainer.history = History(**state["history"])
         trainer.data = meta.get("data")
         trainer.flags = meta.get("flags")
@@ -202,8 +143,8 @@ def load_trainer(path, device: str = "cpu", kernels: str = "plain", engine: str 
 
 
 def load_data_record(path) -> dict | None:
-    """The record of how a training checkpoint's data were made (a dict), or None if it has none (an older file,
-    or a model saved by :func:`save_model`)."""
+    """The record of how a training checkpoint's data were made (a dict), or None if it has none (a run trained without
+    a data record, or a model saved by :func:`save_model`)."""
     _, meta = load_checkpoint(path)
     record = meta.get("data")
     if record is not None and not isinstance(record, dict):

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import default_rng, get_array_module, take_rows, to_numpy
+from .backend import default_rng, generator_state, get_array_module, take_rows, to_numpy
+from .checkpoint import save_checkpoint
 from .cores import held_for
 from .engines import check_engine, default_engine, make_step
 from .fast import largest_product
 from .kl import kl_per_dim
 from .model import VAE
 from .optim import OPTIMIZERS, make_optimizer
-from .schedules import Constant, make_schedule
+from .schedules import Constant, make_schedule, warmup_factor
 from .validate import check_bool, check_file_path, check_float, check_int
 
 
@@ -148,21 +149,21 @@ class Trainer:
         _check_optimizer_options(type(self).__name__, optimizer, optimizer_options)
         engine = default_engine(model) if engine is None else engine  # "fast" for the ELBO, else "reference"
         self.engine = check_engine(engine)
-        self._engine_step = make_step(engine, model, kernels)  # FastStep or ReferenceStep
+        self.engine_step = make_step(engine, model, kernels)  # FastStep or ReferenceStep
         self.kernels = kernels
         self.optimizer = make_optimizer(optimizer, model.params, engine, lr=self.schedule(0),
-                                        ops=getattr(self._engine_step, "ops", None), **optimizer_options)
+                                        ops=getattr(self.engine_step, "ops", None), **optimizer_options)
         self.rng = np.random.default_rng(seed)  # shuffling, and the noise on the CPU
         self.epoch = 0
         self.step_count = 0
         self.history = History()
         self.data = None  # how the training data were made (a JSON-able dict, e.g. the CLI's), saved in checkpoints
         self.flags = None  # the flags that shape the rest of the run (the CLI's, JSON-able), saved in checkpoints
-        self._reseed_noise()
-        self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see _check_finite)
+        self.reseed_noise()
+        self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see check_finite)
         self._finite = model.params.xp.empty(model.params.size, dtype=bool)  # isfinite(grad), reused every step
 
-    def _reseed_noise(self):
+    def reseed_noise(self):
         """The generator of the step's noise: the trainer's own on the CPU, one on the GPU that draws there.
 
         A CuPy generator's state cannot be saved, so on the GPU it is seeded from
@@ -176,17 +177,14 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def beta(self, steps_per_epoch: int) -> float:
-        """The KL weight at the current step."""
-        warmup_steps = self.warmup_epochs * steps_per_epoch
-        if warmup_steps <= 0:
-            return 1.0
-        return min(1.0, (self.step_count + 1) / warmup_steps)
+        r"""The KL weight at the current step: :math:`\beta_t = \min(1, (t + 1) / T)` over the first
+        ``warmup_epochs`` epochs (:func:`minivae.schedules.warmup_factor`)."""
+        return warmup_factor(self.step_count, self.warmup_epochs * steps_per_epoch)
 
     def train_step(self, x, c=None, beta: float = 1.0):
         """Forward, backward and update on one minibatch ``x`` (and ``c``). Returns the loss (0-d array)."""
-        x = self.model._check_x(x)
-        c = self.model._check_c(c, x.shape[0], "x")
-        ws = self._engine_step.workspace(x.shape[0])
+        x, c = self.model.check_inputs(x, c)
+        ws = self.engine_step.workspace(x.shape[0])
         ws.x[...] = x
         if c is not None:
             ws.enc_in[:, x.shape[1]:] = c
@@ -201,7 +199,7 @@ class Trainer:
         ``step(ws)`` as often as wanted: :meth:`fit` does exactly this for every minibatch, without copying the
         batch again. The same buffers come back for the same batch size.
         """
-        return self._engine_step.workspace(check_int("batch_size", batch_size, 1))
+        return self.engine_step.workspace(check_int("batch_size", batch_size, 1))
 
     def step(self, ws, beta: float = 1.0, need_loss: bool = False):
         """One training step (forward, backward, update) on the batch already in ``ws`` (:meth:`workspace`).
@@ -219,8 +217,8 @@ class Trainer:
 
     def _step(self, ws, beta: float, need_loss: bool):
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.engines`)."""
-        loss = self._engine_step(ws, self.noise_rng, beta=beta, need_loss=need_loss)
-        self._check_finite(loss)
+        loss = self.engine_step(ws, self.noise_rng, beta=beta, need_loss=need_loss)
+        self.check_finite(loss)
         self.optimizer.lr = self.schedule(self.step_count)  # a host float: the update's scalar argument, no sync
         self.optimizer.step()
         self.step_count += 1
@@ -233,7 +231,7 @@ class Trainer:
         if not bool(xp.isfinite(self.model.params.data).all()):
             raise NonFiniteError(quantity="parameters", step=self.step_count, epoch=self.epoch + 1)
 
-    def _check_finite(self, loss):
+    def check_finite(self, loss):
         """Stop at a non-finite loss or gradient; one reduction watches the whole gradient buffer.
 
         On the CPU every step is checked. On a GPU, reading a value back waits for
@@ -270,11 +268,9 @@ class Trainer:
         model = self.model
         epochs = check_int("epochs", epochs, 1)
         log_every = check_int("log_every", log_every, 1)
-        x = model._check_x(x)
-        c = model._check_c(c, x.shape[0], "x")
+        x, c = model.check_inputs(x, c)
         if x_val is not None:
-            x_val = model._check_x(x_val, "x_val")
-            c_val = model._check_c(c_val, x_val.shape[0], "x_val")
+            x_val, c_val = model.check_inputs(x_val, c_val, name="x_val", c_name="c_val")
         elif c_val is not None:
             raise ValueError("c_val: expected None when x_val is None (there is nothing to condition), got an array")
         if checkpoint is not None:  # a path that cannot take the checkpoint, found before training, not after an epoch
@@ -293,7 +289,7 @@ class Trainer:
                 total, counted, terms = 0.0, 0, [0.0, 0.0, 0.0]  # loss; KL, NLL, KL per dimension
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-                    ws = self._engine_step.workspace(idx.shape[0])
+                    ws = self.engine_step.workspace(idx.shape[0])
                     take_rows(x, idx, out=ws.x)  # the minibatch, into a reused buffer
                     if c is not None:
                         take_rows(c, idx, out=ws.enc_in[:, D:])
@@ -303,7 +299,7 @@ class Trainer:
                         bar.update(1)
                     if need_loss:
                         total, counted = total + loss * idx.shape[0], counted + idx.shape[0]
-                        terms = [t + v * idx.shape[0] for t, v in zip(terms, self._engine_step.terms)]
+                        terms = [t + v * idx.shape[0] for t, v in zip(terms, self.engine_step.terms)]
                         if bar is not None:
                             bar.set_postfix(epoch=self.epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
                 self._check_params_finite()  # before anything is recorded
@@ -320,8 +316,6 @@ class Trainer:
                     self.history.val_loss.append(val_loss)
                     self._record(*val_parts[0])
                 if checkpoint is not None:
-                    from .serialize import save_trainer
-
                     save_trainer(checkpoint, self, argument="checkpoint")
         return self.history
 
@@ -338,8 +332,7 @@ class Trainer:
     def _evaluate(self, x, c, record, batch_size: int = 1024) -> float:
         """:meth:`evaluate`; ``record("val", kl, nll, kl_per_dim)``, if given, receives the means of the parts."""
         batch_size = check_int("batch_size", batch_size, 1)
-        x = self.model._check_x(x)
-        c = self.model._check_c(c, x.shape[0], "x")
+        x, c = self.model.check_inputs(x, c)
         rng = default_rng(self.seed + 1, self.model.device)
         total, kl, nll, n = 0.0, 0.0, 0.0, x.shape[0]
         kl_dims = np.zeros(self.model.config.latent_dim)
@@ -349,7 +342,7 @@ class Trainer:
             rows = xb.shape[0]
             total, kl, nll = total + float(loss.total) * rows, kl + float(loss.kl) * rows, nll + float(loss.nll) * rows
             if record is not None:
-                mu, log_var = self.model._encode(xb, cb)
+                mu, log_var = self.model.encode(xb, cb)
                 kl_dims += to_numpy(kl_per_dim(mu, log_var).sum(axis=0))
         if record is not None:
             record("val", kl / n, nll / n, kl_dims / n)
@@ -385,6 +378,68 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="training", unit="step", leave=True)
+
+
+# ---------------------------------------------------------------------- saving (loading: minivae.serialize)
+
+
+def non_finite_parameters(params) -> list:
+    """The names of the parameters in ``params`` (a ParamBuffer) holding NaN or infinity."""
+    host = to_numpy(params.data)
+    if np.isfinite(host).all():
+        return []
+    return [name for name, (start, stop) in params.offsets.items() if not np.isfinite(host[start:stop]).all()]
+
+
+def check_finite_model(model, argument: str) -> None:
+    """Refuse to save a diverged model: a file never holds NaN or infinite parameters; ``argument`` names it."""
+    bad = non_finite_parameters(model.params)
+    if bad:
+        raise NonFiniteError(f"{argument}: expected finite parameters, got NaN or infinity in {bad}; the model "
+                             "diverged (lower the learning rate, lr) and is not saved")
+
+
+def model_state(model) -> tuple[dict, dict]:
+    """What a file holds of a model: its arrays (the flat parameter buffer, on the host) and its JSON part
+    (configuration, dtype, seed, generator state)."""
+    arrays = {"params": to_numpy(model.params.data)}
+    meta = {"config": model.config.to_dict(), "dtype": model.dtype.name, "seed": model.seed,
+            "rng": generator_state(model.rng)}  # None for a generator on the GPU
+    return arrays, meta
+
+
+def save_trainer(path, trainer: Trainer, *, argument: str = "path") -> None:
+    """Save the model and the whole training state, so training resumes exactly.
+
+    A diverged state (NaN or infinite parameters or losses in the history) is refused, never saved;
+    ``argument`` is the caller's name for ``path`` in error messages.
+    """
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"trainer: expected a Trainer, got {type(trainer).__name__}")
+    check_finite_model(trainer.model, "trainer")
+    for name, values in trainer.history.to_dict().items():
+        if not all(math.isfinite(v) for v in values if isinstance(v, float)):
+            raise NonFiniteError(f"trainer: expected a finite history, got NaN or infinity in {name}; the model "
+                                 "diverged (lower the learning rate, lr) and is not saved")
+    arrays, model_meta = model_state(trainer.model)
+    opt = trainer.optimizer
+    for key, value in opt.state().items():
+        arrays[f"optimizer.{key}"] = to_numpy(value)
+    meta = {
+        "kind": "training",
+        "model": model_meta,
+        "optimizer": {"name": opt.name, "hyperparameters": opt.hyperparameters(), "t": opt.t},
+        "trainer": {"batch_size": trainer.batch_size, "warmup_epochs": trainer.warmup_epochs,
+                    "seed": trainer.seed, "epoch": trainer.epoch, "step_count": trainer.step_count,
+                    "engine": trainer.engine,
+                    "schedule": trainer.schedule.to_dict(),  # with step_count: the next learning rates, exactly
+                    "rng": trainer.rng.bit_generator.state, "history": trainer.history.to_dict()},
+    }
+    if trainer.data is not None:  # how the training data were made (the CLI's record): score rebuilds them
+        meta["data"] = trainer.data
+    if trainer.flags is not None:  # the run's other flags (the CLI's): a resumed run takes them
+        meta["flags"] = trainer.flags
+    save_checkpoint(path, arrays, meta, argument=argument)
 
 
 def fit(model, x, c=None, *, epochs: int = 10, batch_size: int = 128, optimizer: str = "adam",

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from minivae.gradcheck import TOLERANCE
+
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-#: Largest relative error (minivae.gradcheck.relative_error) a float64 backward may show.
-#: Central differences with h = 1e-6 in float64 have truncation and rounding errors near 1e-10
-#: relative to the gradient's scale; 1e-6 leaves four orders of margin and still fails any real mistake.
-GRAD_TOL = 1e-6
+#: Largest relative error a float64 backward may show against central differences: the package's one tolerance.
+GRAD_TOL = TOLERANCE
 
 
 @pytest.fixture

@@ -295,8 +295,8 @@ def _bench_trainer(kernels, batch, device, fused_ops=None):
     model = VAE(BENCH_D, BENCH_K, (BENCH_H,), likelihood="bernoulli", dtype="float32", seed=0, device=device)
     trainer = Trainer(model, "adam", lr=1e-3, batch_size=batch, seed=0, kernels=kernels)
     if fused_ops is not None:  # the stand-in: the kernels through the host launcher
-        trainer._engine_step.ops = trainer.optimizer.ops = fused_ops
-    ws = trainer._engine_step.workspace(batch)
+        trainer.engine_step.ops = trainer.optimizer.ops = fused_ops
+    ws = trainer.engine_step.workspace(batch)
     x = (np.random.default_rng(batch).random((batch, BENCH_D)) < 0.3).astype(np.float32)
     ws.x[...] = backend.to_device(x, device)
     return trainer, ws
@@ -309,12 +309,12 @@ def _stand_in_trainer(kernels, batch, stand_in, build):
 
 def _launches(stand_in, trainer, ws):
     """Launches of a step without the loss and of one with it, as in training: after other steps without it."""
-    trainer._step(ws, 1.0, need_loss=True)  # first use: allocations, scratch buffers
-    trainer._step(ws, 1.0, need_loss=False)
+    trainer.step(ws, 1.0, need_loss=True)  # first use: allocations, scratch buffers
+    trainer.step(ws, 1.0, need_loss=False)
     counts = []
     for need_loss in (False, True):
         stand_in.LAUNCHES.clear()
-        trainer._step(ws, 1.0, need_loss=need_loss)
+        trainer.step(ws, 1.0, need_loss=need_loss)
         counts.append(sum(stand_in.LAUNCHES.values()))
     return tuple(counts)
 
@@ -330,9 +330,9 @@ def test_a_step_takes_a_fixed_number_of_launches_at_every_batch_size(stand_in, h
 
 def test_the_fused_step_launches_one_kernel_per_chain(stand_in, host_build):
     trainer, ws = _stand_in_trainer("fused", 128, stand_in, host_build)
-    trainer._step(ws, 1.0, need_loss=False)
+    trainer.step(ws, 1.0, need_loss=False)
     stand_in.LAUNCHES.clear()
-    trainer._step(ws, 1.0, need_loss=False)
+    trainer.step(ws, 1.0, need_loss=False)
     kernels = {name: n for name, n in stand_in.LAUNCHES.items() if name in {k for ks in KERNELS.values() for k in ks}}
     assert kernels == {"bias_act_forward": 4, "act_backward": 2, "head_forward": 1, "head_backward": 1,
                        "bernoulli_grad": 1, "adam": 1}, stand_in.LAUNCHES
@@ -360,7 +360,7 @@ def _float32_step_twins(trainer_of, steps=3):
         trainer, ws = trainer_of(kernels)
         losses = []
         for i in range(steps):
-            losses.append(trainer._step(ws, 1.0, need_loss=i == steps - 1))
+            losses.append(trainer.step(ws, 1.0, need_loss=i == steps - 1))
         runs[kernels] = (backend.to_numpy(trainer.model.params.grad), float(losses[-1]),
                          backend.to_numpy(trainer.model.params.data))
     return runs
@@ -383,12 +383,12 @@ def test_the_fused_float32_training_step_matches_the_plain_one_on_the_stand_in(s
 @pytest.mark.parametrize("kernels", ["fused", "plain"])
 def test_a_step_without_the_loss_never_waits_for_the_device_on_the_stand_in(stand_in, host_build, kernels):
     trainer, ws = _stand_in_trainer(kernels, 64, stand_in, host_build)
-    trainer._step(ws, 1.0, need_loss=True)  # first use
+    trainer.step(ws, 1.0, need_loss=True)  # first use
     with stand_in.allow_synchronize(False):
         for _ in range(3):
-            trainer._step(ws, 1.0, need_loss=False)
+            trainer.step(ws, 1.0, need_loss=False)
         with pytest.raises(stand_in.DeviceSynchronized):  # the loss step reads the loss: the check can fail
-            trainer._step(ws, 1.0, need_loss=True)
+            trainer.step(ws, 1.0, need_loss=True)
 
 
 @gpu
@@ -402,9 +402,9 @@ def test_a_step_without_the_loss_never_waits_for_the_device(kernels):
     import cupyx
 
     trainer, ws = _bench_trainer(kernels, 256, "cuda")
-    trainer._step(ws, 1.0, need_loss=True)  # first use: kernels compiled, memory pools filled
+    trainer.step(ws, 1.0, need_loss=True)  # first use: kernels compiled, memory pools filled
     with cupyx.allow_synchronize(False):
         for _ in range(3):
-            trainer._step(ws, 1.0, need_loss=False)
+            trainer.step(ws, 1.0, need_loss=False)
         with pytest.raises(cupyx.DeviceSynchronized):
-            trainer._step(ws, 1.0, need_loss=True)
+            trainer.step(ws, 1.0, need_loss=True)

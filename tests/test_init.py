@@ -80,16 +80,6 @@ def test_he_draws_what_it_always_drew():
         np.testing.assert_array_equal(value, expected)
 
 
-def test_a_file_from_before_init_loads_as_he(tmp_path):
-    from minivae.checkpoint import load_checkpoint, save_checkpoint
-
-    save_model(tmp_path / "new.npz", VAE(6, 2, (5,), init="he"))
-    arrays, meta = load_checkpoint(tmp_path / "new.npz")
-    del meta["model"]["config"]["init"]
-    save_checkpoint(tmp_path / "old.npz", arrays, meta)
-    assert load_model(tmp_path / "old.npz").config.init == "he"
-
-
 def test_the_default_is_torch_the_better_init_on_the_digits_recipe():
     # benchmarks/digits_init.py, 3 seeds at 200 epochs: held-out -ELBO 24.045 ("torch") against 24.282 ("he")
     assert DEFAULT_INIT == "torch" and VAE(6, 2).config.init == "torch"

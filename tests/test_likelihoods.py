@@ -243,3 +243,40 @@ def test_unknown_likelihood_is_refused_by_name(name):
 def test_bad_fixed_variance_is_refused_by_name(fixed_variance):
     with pytest.raises((ValueError, TypeError), match=r"^fixed_variance:"):
         get_likelihood("gaussian_fixed", fixed_variance=fixed_variance)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 9)), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([0.1, 3.0, 40.0]), dtype=st.sampled_from([np.float32, np.float64]),
+       binary=st.booleans())
+def test_the_bernoulli_nll_in_place_is_the_reference_bit_for_bit(shape, seed, scale, dtype, binary):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal(shape) * scale).astype(dtype)
+    x = rng.random(shape[1:]).astype(dtype)
+    x = np.round(x) if binary else x
+    expected, _ = bernoulli_nll_forward(logits, x)
+    buffers = [np.empty_like(logits) for _ in range(2)]
+    got, cache = bernoulli_nll_forward(logits.copy(), x, scratch=buffers)
+    assert got.dtype == dtype and np.array_equal(got, expected) and cache is None
+
+
+#: What each likelihood says of itself (the module docstring's table): decoder outputs per data dimension, the
+#: log-variance's shape against a mean (S, N, D) = (2, 3, 4), whether training learns the variance, whether the
+#: decoder outputs it, whether the data must lie in [0, 1].
+LAYOUTS = {
+    "bernoulli": (1, None, False, False, True),
+    "gaussian_fixed": (1, (1, 1, 1), False, False, False),
+    "gaussian_shared": (1, (1, 1, 1), True, False, False),
+    "gaussian_per_dim": (1, (1, 1, 4), True, False, False),
+    "gaussian_per_example": (2, (2, 3, 4), True, True, False),
+}
+
+
+@pytest.mark.parametrize("name", LIKELIHOODS)
+def test_each_likelihood_states_its_output_layout_and_log_variance_shape(name):
+    likelihood = get_likelihood(name)
+    per_dim, shape, learned, in_output, unit = LAYOUTS[name]
+    assert likelihood.n_outputs(4) == per_dim * 4 and likelihood.log_var_shape(2, 3, 4) == shape
+    assert (likelihood.learned_variance, likelihood.log_var_in_output, likelihood.unit_interval) == \
+        (learned, in_output, unit)
+    # a learned variance is either the likelihood's own parameter or a decoder output, never both
+    assert learned == (("log_var" in likelihood.param_shapes(4)) != in_output)

@@ -325,3 +325,31 @@ def test_active_units_refuse_a_bad_threshold(rng):
         model.active_units(rng.random((4, 3)), threshold=-1.0)
     with pytest.raises(TypeError, match="^threshold: expected"):
         model.active_units(rng.random((4, 3)), threshold="0.01")
+
+
+def test_check_inputs_names_the_arguments_and_checks_only_the_shape_when_asked():
+    model = CVAE(4, 2, latent_dim=2, hidden=(3,), likelihood="gaussian_shared")
+    x, c = model.check_inputs(np.ones((5, 4)), np.zeros((5, 2)))
+    assert x.dtype == c.dtype == np.float32 and x.shape == (5, 4) and c.shape == (5, 2)
+    with pytest.raises(ValueError, match=r"^c_val: expected .* got None"):
+        model.check_inputs(np.ones((5, 4)), None, name="x_val", c_name="c_val")
+    with pytest.raises(ValueError, match=r"^--input: expected .*4"):
+        model.check_inputs(np.ones((5, 3)), np.zeros((5, 2)), name="--input")
+    raw = np.full((5, 4), np.nan)  # shape only: the values are left for the caller to check, batch by batch
+    assert model.check_inputs(raw, np.zeros((5, 2)), values=False)[0] is raw
+    with pytest.raises(ValueError, match="^x: expected finite"):
+        model.check_inputs(raw, np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("config", [dict(hidden=()), dict(hidden=(5, 3), likelihood="gaussian_per_example"),
+                                    dict(hidden=(4,), decoder_hidden=(6, 2), likelihood="gaussian_per_dim",
+                                         condition_dim=3)])
+def test_the_layer_layout_has_one_home_that_the_model_and_the_memory_estimate_share(config):
+    from minivae.resources import param_count
+
+    model = VAE(7, 2, **config)
+    assert model.layer_sizes() == model.config.layer_sizes()
+    assert param_count(model.config) == model.params.size == sum(W.size + b.size for net in ("encoder", "decoder")
+                                                                 for W, b in model.weights(net)) \
+        + sum(v.size for v in model.likelihood_params().values())
+    assert [W.shape[1] for W, _ in model.weights("decoder")][-1] == model.likelihood.n_outputs(7)

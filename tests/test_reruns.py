@@ -228,13 +228,14 @@ def test_log_likelihood_never_builds_an_n_by_d_copy(monkeypatch):
     model = VAE(4, 2, (3,), likelihood="gaussian_shared", seed=0)  # float32: a float64 x would be cast
     x = np.random.default_rng(0).random((1000, 4))
     seen = []
-    real = model._check_x
+    real = model.check_inputs
 
-    def watch(x, name="x"):
-        seen.append(x.shape[0])
-        return real(x, name)
+    def watch(x, c=None, **options):
+        if options.get("values", True):  # a batch whose values are checked, cast and moved
+            seen.append(x.shape[0])
+        return real(x, c, **options)
 
-    monkeypatch.setattr(model, "_check_x", watch)
+    monkeypatch.setattr(model, "check_inputs", watch)
     model.log_likelihood(x, k=2, batch_size=100)
     assert max(seen) == 100
 

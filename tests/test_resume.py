@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from minivae import runs, serialize
+from minivae import runs, serialize, train
 from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.schedules import Cosine, StepDecay, Warmup
 from minivae.serialize import load_trainer
@@ -35,14 +35,14 @@ def test_resumed_flags_fill_what_is_left_out_from_plain_values():
 
 def interrupted_after_epoch(monkeypatch, epoch: int):
     """SIGINT right after the checkpoint of ``epoch`` is saved (a real signal, to this process)."""
-    real = serialize.save_trainer
+    real = train.save_trainer
 
     def save(path, trainer, **kwargs):
         real(path, trainer, **kwargs)
         if trainer.epoch == epoch:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(serialize, "save_trainer", save)
+    monkeypatch.setattr(train, "save_trainer", save)  # what Trainer.fit calls after every epoch
 
 
 def same_run(a, b):

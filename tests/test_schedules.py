@@ -174,18 +174,6 @@ def test_a_resumed_run_continues_the_schedule_bit_for_bit(tmp_path, optimizer):
     assert resumed.history == straight.history and resumed.optimizer.lr == straight.optimizer.lr == schedule(39)
 
 
-def test_a_training_file_from_before_schedules_resumes_at_its_constant_rate(tmp_path):
-    from minivae.checkpoint import load_checkpoint, save_checkpoint
-
-    trainer = Trainer(VAE(2, 2, (4,), likelihood="gaussian_shared"), "adam", lr=5e-3, batch_size=16)
-    trainer.fit(data.ring(32, rng=0), epochs=1, progress=False)
-    save_trainer(tmp_path / "new.npz", trainer)
-    arrays, meta = load_checkpoint(tmp_path / "new.npz")
-    del meta["trainer"]["schedule"]  # as files written before schedules existed
-    save_checkpoint(tmp_path / "old.npz", arrays, meta)
-    assert load_trainer(tmp_path / "old.npz").schedule == Constant(5e-3)
-
-
 def test_the_command_line_trains_with_a_schedule_in_epochs_and_saves_it(tmp_path, capsys):
     from minivae.cli import main
 
@@ -203,3 +191,17 @@ def test_the_command_line_trains_with_a_schedule_in_epochs_and_saves_it(tmp_path
     with pytest.raises(SystemExit):
         main(["train", "--step-factor", "1.5"])
     assert "--step-factor: expected a number in (0, 1], got '1.5'" in capsys.readouterr().err
+
+
+def test_the_kl_and_learning_rate_warm_ups_are_one_formula():
+    from minivae.schedules import warmup_factor
+
+    assert [warmup_factor(t, 4) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0 and warmup_factor(0, 2.5) == 0.4  # none; a fractional number of steps
+    assert [Warmup(Constant(2.0), steps=4)(t) for t in range(5)] == [0.5, 1.0, 1.5, 2.0, 2.0]
+    trainer = Trainer(VAE(2, 2, (3,)), warmup_epochs=1.25)
+    betas = []
+    for _ in range(6):
+        betas.append(trainer.beta(steps_per_epoch=2))
+        trainer.step_count += 1
+    assert betas == [0.4, 0.8, 1.0, 1.0, 1.0, 1.0]

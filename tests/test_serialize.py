@@ -86,19 +86,3 @@ def test_tampered_parameters_and_config_are_refused(tmp_path):
         load_model(tmp_path / "bad.npz")
     with pytest.raises(CheckpointError, match="training"):
         load_trainer(tmp_path / "m.npz")
-
-
-def test_a_training_file_from_when_adam_kept_averages_resumes_the_same_update(tmp_path):
-    """Older files hold Adam's averages m, v and no "moments" entry; they are converted to the sums M, V."""
-    x = np.random.default_rng(0).random((64, 6))
-    trainer = Trainer(VAE(6, 2, (5,), dtype="float64"), "adam", lr=1e-2, batch_size=16, seed=0)
-    trainer.fit(x, epochs=1, progress=False)
-    save_trainer(tmp_path / "new.npz", trainer)
-    arrays, meta = load_checkpoint(tmp_path / "new.npz")
-    arrays["optimizer.m"] = arrays["optimizer.m"] * (1 - 0.9)  # what the older version stored
-    arrays["optimizer.v"] = arrays["optimizer.v"] * (1 - 0.999)
-    del meta["optimizer"]["moments"]
-    save_checkpoint(tmp_path / "old.npz", arrays, meta)
-    new, old = load_trainer(tmp_path / "new.npz"), load_trainer(tmp_path / "old.npz")
-    np.testing.assert_allclose(old.optimizer.m, new.optimizer.m, rtol=1e-12)
-    np.testing.assert_allclose(old.optimizer.v, new.optimizer.v, rtol=1e-12)

@@ -193,17 +193,17 @@ def test_on_a_gpu_the_guard_waits_for_the_loss_and_still_catches_a_nan_in_betwee
     """The deferred check of a GPU run, exercised on the CPU: only ``model.device`` decides which check runs."""
     model = VAE(2, 2, (8,), likelihood="gaussian_per_dim", seed=0)
     trainer = Trainer(model, "sgd", lr=1e-3, batch_size=20, seed=0)
-    ws = trainer._engine_step.workspace(20)
+    ws = trainer.engine_step.workspace(20)
     ws.x[...] = data.ring(20, rng=0)
     model.device = "cuda"  # the arrays stay NumPy; the guard now behaves as on a GPU
     trainer._step(ws, 1.0, need_loss=False)
     model.params.grad[3] = np.nan
-    trainer._check_finite(None)  # a NaN gradient, but no loss is read: no synchronisation, no check yet
+    trainer.check_finite(None)  # a NaN gradient, but no loss is read: no synchronisation, no check yet
     model.params.grad[3] = 0.0
-    trainer._check_finite(None)  # a finite step after it does not clear the verdict
+    trainer.check_finite(None)  # a finite step after it does not clear the verdict
     assert trainer._unchecked is not None and not trainer._unchecked  # the verdict, kept on the device
     with pytest.raises(NonFiniteError, match="or in the steps since the last check"):
-        trainer._check_finite(np.float32(1.0))  # the loss is read: the NaN in the running sum is found
+        trainer.check_finite(np.float32(1.0))  # the loss is read: the NaN in the running sum is found
     assert trainer._unchecked is None
 
 

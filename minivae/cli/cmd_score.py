@@ -74,7 +74,7 @@ def _load_input(path: str, model) -> np.ndarray:
     if not isinstance(x, np.ndarray):  # an .npz archive
         x.close()
         raise ValueError(f"--input: expected a .npy file holding one array, got an .npz archive {path!r}")
-    return model._check_x(x, "--input")
+    return model.check_inputs(x, name="--input")[0]
 
 
 def _score_record(args, model) -> dict:

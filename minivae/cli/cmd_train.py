@@ -18,6 +18,7 @@ from .. import runs
 from ..backend import default_rng
 from ..checkpoint import load_checkpoint
 from ..images import write_png
+from ..likelihoods import get_likelihood
 from ..model import VAEConfig, build_model
 from ..schedules import steps_per_epoch
 from ..serialize import load_model, load_trainer
@@ -151,7 +152,7 @@ def _train(args, device: str, out: Path) -> int:
     if args.batch_size > split.train.shape[0]:
         raise ValueError(f"--batch-size: expected at most the number of training examples "
                          f"({split.train.shape[0]}), got {args.batch_size}")
-    if likelihood == "bernoulli" and (split.train.min() < 0 or split.train.max() > 1):
+    if get_likelihood(likelihood).unit_interval and (split.train.min() < 0 or split.train.max() > 1):
         raise ValueError(f"--likelihood: expected a Gaussian likelihood for {args.dataset}, whose values lie "
                          f"outside [0, 1], got {likelihood!r}")
     config = VAEConfig(data_dim=split.train.shape[1], latent_dim=args.latent, hidden=args.hidden,
@@ -232,11 +233,11 @@ def _saved_epoch(checkpoint: Path) -> str:
 def set_decoder_log_var(model, log_var: float) -> None:
     """Start the decoder's log-variance at ``log_var``: the shared or per-dimension parameter, or for
     ``gaussian_per_example`` the bias of the decoder's log-variance outputs (its weights then add around it)."""
-    likelihood = model.config.likelihood
-    if likelihood in ("gaussian_shared", "gaussian_per_dim"):
-        model.params["likelihood.log_var"][...] = log_var
-    elif likelihood == "gaussian_per_example":
-        last = len(model._layer_sizes()["decoder"]) - 2
+    likelihood = model.likelihood
+    if not likelihood.learned_variance:
+        raise ValueError(f"--init-log-var: expected a likelihood with a learned variance, got {likelihood.name!r}")
+    if likelihood.log_var_in_output:  # [mean, log_var] side by side: the second half of the last layer's bias
+        last = len(model.layer_sizes()["decoder"]) - 2
         model.params[f"decoder.{last}.b"][model.config.data_dim:] = log_var
     else:
-        raise ValueError(f"--init-log-var: expected a likelihood with a learned variance, got {likelihood!r}")
+        model.params["likelihood.log_var"][...] = log_var

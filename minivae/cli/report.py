@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as datasets
 from ..backend import to_numpy
 from ..images import image_grid
+from ..likelihoods import get_likelihood
 from ..ring_density import ring_nll
 from ..train import NonFiniteError
 from .recipes import IMAGE_SHAPES
@@ -37,7 +38,7 @@ def likelihood_lines(model, record: dict, x, c, k: int, rng, what: str, ll=None,
     if not (math.isfinite(ll) and math.isfinite(elbo)):
         raise NonFiniteError(f"{flag}: expected a model that gives the {what} data a finite log-likelihood and "
                              f"ELBO, got {ll} and {elbo}; nothing is reported")
-    grey = model.config.likelihood == "bernoulli" and any(bool(((x[i:i + 1024] > 0) & (x[i:i + 1024] < 1)).any())
+    grey = model.likelihood.unit_interval and any(bool(((x[i:i + 1024] > 0) & (x[i:i + 1024] < 1)).any())
                                                           for i in rows)
     if grey:
         return [f"{what} negative ELBO:                         {-elbo:.3f} nats per example (a Bernoulli "
@@ -82,9 +83,10 @@ def picture(model, dataset: str, x_test, c_test, rng) -> np.ndarray:
 def collapse_advice(config) -> str:
     """What may wake a collapsed latent space, among the flags that fit this model."""
     remedies = ["KL warm-up (--warmup)"]
-    if config.likelihood in ("gaussian_shared", "gaussian_per_dim", "gaussian_per_example"):
+    likelihood = get_likelihood(config.likelihood, config.fixed_variance)
+    if likelihood.learned_variance:
         remedies.append("a smaller starting decoder variance (--init-log-var)")
-    elif config.likelihood == "gaussian_fixed":
+    elif not likelihood.unit_interval:  # a Gaussian whose variance is held fixed
         remedies.append("a smaller fixed decoder variance (--fixed-variance)")
     return f"Try {', '.join(remedies)} or more epochs."
 

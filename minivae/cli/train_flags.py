@@ -4,6 +4,7 @@ flag; and the flags that shape the rest of the run, which its checkpoint keeps f
 
 from __future__ import annotations
 
+from ..likelihoods import get_likelihood
 from ..model import VAEConfig
 from ..schedules import schedule_in_epochs, steps_per_epoch
 from .flags import check_data_dir
@@ -35,7 +36,7 @@ def check_train_flags(args) -> None:
     """The flags against their meaning, each other and the sizes they imply, before anything is read or made."""
     check_schedule_flags(args)
     args.model_likelihood = _train_likelihood(args)
-    if args.model_likelihood == "bernoulli" and args.dataset == "ring":
+    if get_likelihood(args.model_likelihood).unit_interval and args.dataset == "ring":
         raise ValueError(f"--likelihood: expected a Gaussian likelihood for ring, whose values lie outside [0, 1], "
                          f"got {args.model_likelihood!r}")
     if args.binarize != "none" and args.model_likelihood != "bernoulli":
@@ -73,7 +74,7 @@ def _train_likelihood(args) -> str:
         args.init_log_var = None
         return "gaussian_fixed"
     likelihood = given or args.likelihood
-    if likelihood in ("bernoulli", "gaussian_fixed"):
+    if not get_likelihood(likelihood).learned_variance:
         if init_given:
             raise ValueError(f"--init-log-var: expected a likelihood with a learned variance (gaussian_shared, "
                              f"gaussian_per_dim or gaussian_per_example), got {likelihood!r}")
