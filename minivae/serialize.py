@@ -21,7 +21,6 @@ whose :meth:`~minivae.train.Trainer.fit` checkpoints every epoch; loading it bui
 from __future__ import annotations
 
 
-import math
 
 import numpy as np
 
