@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from minivae import VAE
 from minivae.cli import main
 from minivae.exercises import EXERCISES, check, check_file, check_files, get_exercise
+from minivae.gradcheck import TOLERANCE
 from minivae.exercises.bound import bound_wrong, log_weights, neg_iwae
 from minivae.exercises.capstone import neg_elbo
 
@@ -281,7 +282,7 @@ def test_the_bound_exercise_answer_is_central_differences_on_random_shapes(seed,
         net, param = key.split(" ")
         array = a[net][int(param[2:]) - 1][0 if param[1] == "W" else 1]
         numeric = numerical_gradient(lambda: _independent_neg_iwae(a), array)
-        assert relative_error(g, numeric) < 1e-6, (key, relative_error(g, numeric))
+        assert relative_error(g, numeric) < TOLERANCE, (key, relative_error(g, numeric))
 
 
 def test_get_exercise_names_the_choices():

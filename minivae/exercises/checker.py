@@ -23,11 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..gradcheck import numerical_gradient, relative_error
+from ..gradcheck import TOLERANCE, numerical_gradient, relative_error
 
 #: A result agrees with the answer (and the answer with central differences, eq. ``gc-relerr``) below this
-#: relative error: float64, step 1e-6, leaves about 1e-9 on these small inputs; a wrong formula is off by order 1.
-FD_TOLERANCE = 1e-6
+#: relative error, the library's own gradient-check tolerance: float64, step 1e-6, leaves about 1e-9 on these
+#: small inputs; a wrong formula is off by order 1.
+FD_TOLERANCE = TOLERANCE
 #: Agreement with a catalogued mistake or with a constant times the answer: the same formula up to rounding.
 SAME_TOLERANCE = 1e-8
 #: Each entry must also agree on its own, within FD_TOLERANCE of its size plus this: an extreme case mixes entries
