@@ -20,6 +20,7 @@ one is refused by name.
 from __future__ import annotations
 
 from .fast import FastStep, StepTerms
+from .iwae import check_objective
 from .kl import kl_per_dim
 
 #: The engines a :class:`~minivae.train.Trainer` can train with; the first is the default.
@@ -97,9 +98,7 @@ def make_step(engine: str, model, kernels: str = "plain"):
     importance-weighted bound trains with ``engine="reference"``, and ``"fast"`` is refused by name.
     """
     if check_engine(engine) == "fast":
-        if model.config.objective != "elbo":
-            raise ValueError(f"engine: expected 'reference' for objective {model.config.objective!r} (the fast "
-                             f"step computes the ELBO only), got 'fast'")
+        check_objective(model.config.objective, model.config.n_samples, model.config.k_train, engine)
         return FastStep(model, kernels)
     if kernels != "plain":
         raise ValueError(f"kernels: expected 'plain' with engine='reference' (fused kernels belong to the fast "

@@ -28,6 +28,29 @@ from .likelihoods import LOG_2PI
 #: The training objectives a model can have (:class:`minivae.model.VAEConfig`): the ELBO with the analytic KL,
 #: the importance-weighted bound, and the same bound with the doubly reparameterised encoder gradient.
 OBJECTIVES = ("elbo", "iwae", "iwae-dreg")
+#: The arguments :func:`check_objective` names, as the Python API spells them; the command line passes its flags.
+ARGUMENTS = {"objective": "objective", "n_samples": "n_samples", "k_train": "k_train", "engine": "engine"}
+
+
+def check_objective(objective: str, n_samples: int, k_train: int, engine: str | None = None,
+                    names: dict = ARGUMENTS) -> None:
+    """Refuse samples and an engine that do not fit the objective, naming the argument (``names`` maps each to
+    its name in the caller's words: a keyword, or a flag such as ``--k-train``). The ELBO averages ``n_samples``
+    reconstruction draws and has ``k_train = 1``; a bound draws ``k_train`` samples and has ``n_samples = 1``;
+    only the reference engine computes a bound."""
+    def shown(argument: str, value) -> str:  # 'elbo' after a keyword, elbo after a flag
+        return str(value) if names[argument].startswith("--") else repr(value)
+
+    objective_is = f"{names['objective']} {shown('objective', objective)}"
+    if objective == "elbo" and k_train != 1:
+        raise ValueError(f"{names['k_train']}: expected 1 with {objective_is} (the ELBO's samples are "
+                         f"{names['n_samples']}), got {k_train}")
+    if objective != "elbo" and n_samples != 1:
+        raise ValueError(f"{names['n_samples']}: expected 1 with {objective_is} (its samples are "
+                         f"{names['k_train']}), got {n_samples}")
+    if objective != "elbo" and engine == "fast":
+        raise ValueError(f"{names['engine']}: expected {shown('engine', 'reference')} with {objective_is} (the fast "
+                         f"step computes the ELBO only), got {shown('engine', engine)}")
 
 
 # --------------------------------------------------------------------------- log p(z) and log q(z|x)

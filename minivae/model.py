@@ -28,7 +28,7 @@ import numpy as np
 
 from .backend import (array_module, default_rng, generator_device, get_array_module, resolve_device, to_device,
                       to_numpy)
-from .iwae import (OBJECTIVES, dreg_scale, log_mean_exp_backward, log_mean_exp_forward, log_normal_backward,
+from .iwae import (OBJECTIVES, check_objective, dreg_scale, log_mean_exp_backward, log_mean_exp_forward, log_normal_backward,
                    log_normal_forward, log_prior_backward, log_prior_forward, log_weights_backward,
                    log_weights_forward)
 from .kl import kl_backward, kl_forward
@@ -92,12 +92,7 @@ class VAEConfig:
         check_choice("init", self.init, INITS)
         check_choice("objective", self.objective, OBJECTIVES)
         set_field(self, "k_train", check_int("k_train", self.k_train, 1))
-        if self.objective == "elbo" and self.k_train != 1:
-            raise ValueError(f"k_train: expected 1 with objective 'elbo' (its samples are n_samples), "
-                             f"got {self.k_train}")
-        if self.objective != "elbo" and self.n_samples != 1:
-            raise ValueError(f"n_samples: expected 1 with objective {self.objective!r} (its samples are k_train), "
-                             f"got {self.n_samples}")
+        check_objective(self.objective, self.n_samples, self.k_train)
 
     @property
     def train_samples(self) -> int:

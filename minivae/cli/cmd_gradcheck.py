@@ -8,8 +8,9 @@ import numpy as np
 from .. import data as datasets
 from ..backend import to_device
 from ..gradcheck import TOLERANCE, model_gradient_errors
+from ..iwae import check_objective
 from ..model import VAE, VAEConfig
-from .flags import requested_device
+from .flags import OBJECTIVE_FLAGS, requested_device
 from .space import check_gradcheck_fits
 
 #: Importance samples of the bound checked under ``--objective iwae`` when ``--k-train`` is not given.
@@ -20,9 +21,7 @@ def cmd_gradcheck(args) -> int:
     if args.objective == "elbo" and args.k_train is not None:
         raise ValueError(f"--k-train: expected only with --objective iwae, got {args.k_train} with --objective elbo")
     k_train = 1 if args.objective == "elbo" else args.k_train or GRADCHECK_K_TRAIN
-    if args.objective != "elbo" and args.samples != 1:
-        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
-                         f"got {args.samples}")
+    check_objective(args.objective, args.samples, k_train, names=OBJECTIVE_FLAGS)
     samples, flag = (args.samples, "--samples") if args.objective == "elbo" else (k_train, "--k-train")
     config = VAEConfig(data_dim=args.data_dim, latent_dim=args.latent, hidden=args.hidden, likelihood=args.likelihood,
                        n_samples=args.samples, condition_dim=args.condition_dim, activation=args.activation,

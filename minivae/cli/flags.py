@@ -16,6 +16,9 @@ from ..reparam import LOG_VAR_LIMIT
 from ..serialize import load_model
 from ..validate import check_folder_path
 
+#: The flags that name :func:`minivae.iwae.check_objective`'s arguments in its messages.
+OBJECTIVE_FLAGS = {"objective": "--objective", "n_samples": "--samples", "k_train": "--k-train", "engine": "--engine"}
+
 #: The most epochs any epoch-valued flag takes (--epochs, --warmup, --lr-warmup, --step-every): a million
 #: passes over the data is beyond any run here, and keeps every count of steps an exact integer.
 MAX_EPOCHS = 10 ** 6

@@ -4,10 +4,11 @@ flag; and the flags that shape the rest of the run, which its checkpoint keeps f
 
 from __future__ import annotations
 
+from ..iwae import check_objective
 from ..likelihoods import get_likelihood
 from ..model import VAEConfig
 from ..schedules import schedule_in_epochs, steps_per_epoch
-from .flags import check_data_dir
+from .flags import OBJECTIVE_FLAGS, check_data_dir
 from .recipes import COMMON_DEFAULTS, DATA_DIMS, SCHEDULE_DEFAULTS, train_defaults, train_rows
 from .space import check_ring_fits, check_training_fits
 
@@ -39,19 +40,11 @@ def check_train_flags(args) -> None:
     if get_likelihood(args.model_likelihood).unit_interval and args.dataset == "ring":
         raise ValueError(f"--likelihood: expected a Gaussian likelihood for ring, whose values lie outside [0, 1], "
                          f"got {args.model_likelihood!r}")
-    if args.binarize != "none" and args.model_likelihood != "bernoulli":
+    if args.binarize != "none" and not get_likelihood(args.model_likelihood).unit_interval:
         raise ValueError(f"--binarize: expected --likelihood bernoulli with binarized data (a Gaussian density of "
                          f"0/1 values is not their log-likelihood: it grows without bound as the variance shrinks), "
                          f"got --binarize {args.binarize} with --likelihood {args.model_likelihood}")
-    if args.objective == "elbo" and args.k_train != 1:
-        raise ValueError(f"--k-train: expected 1 with --objective elbo (the ELBO's samples are --samples), "
-                         f"got {args.k_train}")
-    if args.objective != "elbo" and args.samples != 1:
-        raise ValueError(f"--samples: expected 1 with --objective {args.objective} (its samples are --k-train), "
-                         f"got {args.samples}")
-    if args.objective != "elbo" and args.engine == "fast":
-        raise ValueError(f"--engine: expected reference with --objective {args.objective} (the fast engine "
-                         f"computes the ELBO only), got fast")
+    check_objective(args.objective, args.samples, args.k_train, args.engine, OBJECTIVE_FLAGS)
     check_data_dir(args.data_dir, args.dataset)
     check_train_sizes(args)
     rows = train_rows(args.dataset, args.ring_points)
