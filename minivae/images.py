@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import readable_mode
-from .validate import check_int
+from .validate import check_file_path, check_int
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -54,12 +54,7 @@ def write_png(path, image: np.ndarray) -> Path:
     temporary name and renamed into place, so ``path`` is never half-written.
     The directory must exist (FileNotFoundError otherwise). Returns ``path`` as a Path.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a str or os.PathLike path, got {type(path).__name__} {path!r}")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: expected a file in an existing directory, got {str(path)!r} "
-                                f"(no directory {str(path.parent)!r}; none is created)")
+    path = check_file_path("path", path)
     pixels = _to_uint8(image)
     height, width = pixels.shape
     rows = np.hstack([np.zeros((height, 1), np.uint8), pixels])  # filter byte 0 before every row

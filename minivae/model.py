@@ -41,8 +41,6 @@ from .reparam import (LOG_VAR_LIMIT, clamp_log_var_backward, clamp_log_var_forwa
 from .validate import (FLOAT_DTYPES, check_array, check_bool, check_choice, check_float, check_generator, check_int,
                        check_matrix, check_matrix_shape, check_rows)
 
-DTYPES = FLOAT_DTYPES
-
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -244,7 +242,7 @@ class VAE:
                 dtype = np.dtype(dtype).name
             except TypeError:
                 pass  # not a dtype at all ("floaty"): check_choice reports it as received
-        check_choice("dtype", dtype, DTYPES)
+        check_choice("dtype", dtype, FLOAT_DTYPES)
         self.seed = check_int("seed", seed, 0)
         self.device = resolve_device(device)
         self.config = config
