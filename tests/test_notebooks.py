@@ -114,13 +114,10 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
 
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout_func=remaining,
                                      resources={"metadata": {"path": str(tmp_path)}})
-    start = time.monotonic()
     try:
         client.execute()
     except nbclient.exceptions.CellTimeoutError:
         pytest.fail(f"{path.name}: did not finish within {NOTEBOOK_TIMEOUT} s in quick mode")
-    elapsed = time.monotonic() - start
-    assert elapsed < NOTEBOOK_TIMEOUT, f"{path.name}: took {elapsed:.0f} s, expected under {NOTEBOOK_TIMEOUT} s"
     pictures = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
                 if out.output_type == "display_data" and "image/png" in out.get("data", {})]
     assert pictures, f"{path.name}: ran but drew no picture"
