@@ -70,3 +70,11 @@ def test_the_table_check_catches_a_missing_and_a_stale_row():
     assert table_problems(stale) == ["a row for pca_old.py, which the package does not have"]
     without_exercises = "\n".join(line for line in README.splitlines() if "`minivae/exercises/`" not in line)
     assert table_problems(without_exercises) == ["no row for exercises/"]
+
+
+def test_the_files_the_suite_starts_first_exist():
+    # tests/conftest.py orders the longest files first so that the workers of `python -m pytest -q` finish together;
+    # a renamed file would silently drop out of that order
+    from conftest import FIRST
+
+    assert len(set(FIRST)) == len(FIRST) and all((ROOT / "tests" / name).is_file() for name in FIRST), FIRST
