@@ -67,13 +67,13 @@ def test_cvae_generates_the_class_it_is_asked_for(digits_split):
 
     s = digits_split
     classifier = LogisticRegression(max_iter=2000).fit(s.train, s.train_labels)
-    assert classifier.score(s.test, s.test_labels) > 0.9
+    assert classifier.score(s.test, s.test_labels) > 0.9  # 0.983: no seed (lbfgs on fixed data), margin 0.08
     model = CVAE(64, 10, latent_dim=4, hidden=(128,), seed=0)
     fit(model, s.train, data.one_hot(s.train_labels, 10), epochs=30, batch_size=64, lr=2e-3, progress=False)
     wanted = np.repeat(np.arange(10), 30)
     generated = model.sample(wanted.size, data.one_hot(wanted, 10), rng=np.random.default_rng(1))
     accuracy = (classifier.predict(generated) == wanted).mean()
-    assert accuracy > 0.8  # chance is 0.1
+    assert accuracy > 0.8  # chance is 0.1; seeds 0-4 (model, minibatches, samples): 1.00 each, margin 0.2
 
 
 def test_same_seed_gives_bit_identical_training():
