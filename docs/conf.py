@@ -30,8 +30,11 @@ extensions = [
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 # The notebooks live in ../notebooks, committed without outputs. The build copies them here (docs/notebooks is
-# ignored by git) and executes them in quick mode, so the pages show every table and plot.
+# ignored by git) and executes them in quick mode, so the pages show every table and plot. With
+# MINIVAE_DOCS_EXECUTED_NOTEBOOKS naming a folder of the same notebooks already executed (the test suite executes
+# each once, for its own tests and for this build), the build copies those and shows their outputs as they are.
 _NOTEBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "notebooks")
+_EXECUTED = os.environ.get("MINIVAE_DOCS_EXECUTED_NOTEBOOKS")
 _COPIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notebooks")
 os.makedirs(_COPIES, exist_ok=True)
 
@@ -42,13 +45,16 @@ def _is_source_notebook(name):
 
 
 _SOURCES = {name for name in os.listdir(_NOTEBOOKS) if _is_source_notebook(name)}
+_LACKING = sorted(_SOURCES - set(os.listdir(_EXECUTED))) if _EXECUTED else []
+if _LACKING:
+    raise FileNotFoundError(f"MINIVAE_DOCS_EXECUTED_NOTEBOOKS: {_EXECUTED} lacks {', '.join(_LACKING)}")
 for _name in sorted(os.listdir(_COPIES)):  # a copy whose notebook was renamed or removed would stay a page
     if _name.endswith(".ipynb") and _name not in _SOURCES:
         os.remove(os.path.join(_COPIES, _name))
 for _name in sorted(_SOURCES):
-    shutil.copyfile(os.path.join(_NOTEBOOKS, _name), os.path.join(_COPIES, _name))
+    shutil.copyfile(os.path.join(_EXECUTED or _NOTEBOOKS, _name), os.path.join(_COPIES, _name))
 os.environ.setdefault("MINIVAE_QUICK", "1")
-nb_execution_mode = "force"
+nb_execution_mode = "off" if _EXECUTED else "force"
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True  # a notebook that fails fails the build
 

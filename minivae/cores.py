@@ -12,10 +12,11 @@ started beside it gains nothing (docs/performance.md).
 
 The split changes no formula: every row goes through the same operations
 whichever thread runs it. The elementwise passes give the same numbers bit
-for bit; a matrix product may not, since the BLAS can round a row differently
-for a different number of rows or threads (OpenBLAS on a Zen 4 CPU gave
-identical float32 rows and float64 ones that differed in the last bit), as it
-may between two thread counts without any split (``tests/test_cores.py``).
+for bit; a matrix product may not: the BLAS chooses its kernel and how it
+blocks the sums from the number of rows and threads, and another blocking adds
+a row's terms in another order, so a row can differ in its last bit between a
+block and the whole batch, as between two thread counts without any split
+(``tests/test_cores.py`` allows for it).
 ``T`` is the number of threads the BLAS would use at that moment (so
 ``OPENBLAS_NUM_THREADS=1`` or ``threadpoolctl.threadpool_limits(1)`` keeps
 scoring on one thread), at most one per

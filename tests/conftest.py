@@ -25,3 +25,15 @@ GRAD_TOL = TOLERANCE
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+#: The test files that take longest, in the order the workers start them (setup.cfg runs whole files to a worker,
+#: in collection order: --dist loadfile --no-loadscope-reorder). Each worker holds the file it runs and the next one
+#: queued, so the third file, queued behind the docs build, is a short one. The other files follow in name order.
+FIRST = ("test_docs.py", "test_notebooks.py", "test_images.py", "test_bench_cpu.py", "test_bench_time_to_result.py",
+         "test_bench_engines.py", "test_bench_iwae_digits.py", "test_device_discipline.py", "test_signals.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # a stable sort: name order after FIRST

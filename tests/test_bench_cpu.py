@@ -119,7 +119,6 @@ def test_the_breakdown_adds_up(quick_run):
     assert min(step, products, fwd_bwd, guard, adam, sqrt, multiply) > 0
     assert summed == pytest.approx(fwd_bwd + guard + adam, abs=0.015)
     assert rest == pytest.approx(step - summed, abs=0.015)
-    assert sqrt < adam and multiply < adam  # two of Adam's ten passes, each alone
     torch_adam = values[10]
     assert (torch_adam == "-") == ("PyTorch: not installed" in quick_run)
 

@@ -24,4 +24,5 @@ def test_the_engines_benchmark_prints_both_engines_per_seed_their_medians_and_th
     assert "| engine | median -ELBO | seed spread (max - min) | median fit time (s) |" in out
     assert "time ratio reference / fast:" in out
     verdict = [line for line in out.splitlines() if line.startswith("median -ELBO, reference - fast")][0]
-    assert done.returncode == (0 if "NOT within" not in verdict else 1)
+    # after one epoch the engines agree to rounding (+0.000 nats), seeds 0 and 1 differ by 0.005: within, exit 0
+    assert verdict.endswith(": within the seed spread") and done.returncode == 0, out

@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from notebook_run import NOTEBOOKS as NOTEBOOK_FILES, executed, session_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ROOT / "minivae"
@@ -246,15 +247,28 @@ def _missing_doc_tools():
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
-    """The site built once per test session with warnings as errors; the build executes every notebook."""
-    missing = _missing_doc_tools()
+    """The site built once per test session with warnings as errors, showing every notebook executed.
+
+    Each notebook is executed once per session (``notebook_run.py``), here or by tests/test_notebooks.py in
+    another worker, and the build shows those copies (``MINIVAE_DOCS_EXECUTED_NOTEBOOKS``, docs/conf.py). This
+    fixture takes the notebooks from the last, test_notebooks.py from the first, so that two workers share them.
+    """
+    missing = _missing_doc_tools() + [name for name in ("nbclient", "ipykernel") if importlib.util.find_spec(name)
+                                      is None]
     if missing:
         pytest.skip(f"the docs build needs {', '.join(missing)} (pip install -e '.[dev]'); not installed here")
+    import nbformat
+
     out = tmp_path_factory.mktemp("docs")
-    # The same command as documented in docs/conf.py, into a temporary directory.
+    executed_copies = out / "notebooks"
+    executed_copies.mkdir()
+    for path in reversed(NOTEBOOK_FILES):
+        nbformat.write(executed(path, session_folder(tmp_path_factory)), executed_copies / path.name)
+    # The command documented in the README, into a temporary directory.
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
                "-d", str(out / "doctrees"), str(DOCS), str(out / "html")]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, MINIVAE_DOCS_EXECUTED_NOTEBOOKS=str(executed_copies))
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"sphinx failed (rc={result.returncode}):\n{result.stdout}\n{result.stderr}"
     return out / "html"
 
@@ -349,6 +363,22 @@ def test_tables_are_tables_and_notebooks_are_titled_without_their_numbers(built_
     sidebar = re.findall(r'<a class="reference internal" href="notebooks/[^"]+">([^<]+)</a>',
                          (built_site / "index.html").read_text(encoding="utf-8"))
     assert len(sidebar) >= 7 and not [title for title in sidebar if re.match(r"\d", title)], sidebar
+
+
+def test_every_notebook_page_shows_its_executed_outputs(built_site):
+    # The pages show what the notebooks draw (each draws at least one picture, tests/test_notebooks.py), whether
+    # the build executed them or showed copies executed once for the whole test session.
+    for path in NOTEBOOK_FILES:
+        page = (built_site / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert re.search(r'<img[^>]+src="[./]*_images/[^"]+\.png"', page), f"{path.stem}.html shows no picture"
+
+
+def test_the_build_refuses_a_folder_of_executed_notebooks_that_lacks_one(tmp_path, monkeypatch):
+    (tmp_path / NOTEBOOK_FILES[0].name).write_text("{}", encoding="utf-8")
+    monkeypatch.setenv("MINIVAE_DOCS_EXECUTED_NOTEBOOKS", str(tmp_path))
+    namespace = {"__file__": str(DOCS / "conf.py")}
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(tmp_path))} lacks {NOTEBOOK_FILES[1].name}, "):
+        exec(compile((DOCS / "conf.py").read_text(encoding="utf-8"), str(DOCS / "conf.py"), "exec"), namespace)
 
 
 def test_a_stale_notebook_copy_is_removed_and_nbconvert_outputs_are_not_pages():

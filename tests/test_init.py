@@ -80,9 +80,25 @@ def test_he_draws_what_it_always_drew():
         np.testing.assert_array_equal(value, expected)
 
 
-def test_the_default_is_torch_the_better_init_on_the_digits_recipe():
-    # benchmarks/digits_init.py, 3 seeds at 200 epochs: held-out -ELBO 24.045 ("torch") against 24.282 ("he")
-    assert DEFAULT_INIT == "torch" and VAE(6, 2).config.init == "torch"
+def test_the_default_init_trains_the_digits_recipe_better_than_the_other(monkeypatch):
+    # The recipe of benchmarks/digits_init.py (which judges the default at 200 epochs, 3 seeds: held-out -ELBO
+    # 24.045 "torch" against 24.282 "he"), shortened to 30 epochs and scored on 20 draws of z per image. At 30
+    # epochs the default was better on each of seeds 0-4 by 0.13-0.27 nat; the pass mark, 0.05 nat, is a margin
+    # of 2.6x below the smallest.
+    from pathlib import Path
+
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import digits_init
+    from minivae import data
+
+    x, labels = data.digits()
+    split = data.train_val_test_split(x, labels, rng=0)
+    neg_elbo = {init: digits_init.score(digits_init.train_minivae(split, init, 0, 30), split.test, 20, 20, 0)[0]
+                for init in INITS}  # seed 0
+    (other,) = set(INITS) - {DEFAULT_INIT}
+    assert neg_elbo[other] - neg_elbo[DEFAULT_INIT] > 0.05, neg_elbo
+    assert VAE(6, 2).config.init == CVAE(6, condition_dim=2, latent_dim=2).config.init == DEFAULT_INIT
 
 
 def test_bad_init_is_named():

@@ -3,27 +3,17 @@
 (a) Every notebook is stored without outputs and without execution counts, so a diff shows
     only changes to the text and the code, never a re-run. Read with ``json``: needs nothing.
 (b) Every notebook executes with nbclient in quick mode (``MINIVAE_QUICK=1``), headless, in a
-    temporary working directory, within a time budget per notebook. Skipped, with the reason,
-    when nbclient, nbformat or ipykernel cannot be imported (``pip install -e ".[dev]"``).
+    temporary working directory, within a time budget per notebook, and draws a picture. Each runs
+    once per test session (``notebook_run.py``): the docs build shows the same executed copies.
+    Skipped, with the reason, when nbclient, nbformat or ipykernel cannot be imported
+    (``pip install -e ".[dev]"``).
 """
 
 import json
-import os
 import re
-import time
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO / "notebooks"
-#: The numbered notebooks; `jupyter nbconvert --execute` writes NAME.nbconvert.ipynb beside each, which is an output.
-NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.endswith(".nbconvert.ipynb"))
-
-#: Seconds one notebook may take in quick mode, kernel start included. Each runs in well under
-#: 30 s on two CPU cores; the margin absorbs a slow or busy machine, and a notebook that hangs
-#: (or whose quick mode stopped being quick) still fails instead of blocking the suite.
-NOTEBOOK_TIMEOUT = 120
+from notebook_run import NOTEBOOK_DIR, NOTEBOOKS, NotebookTimeout, executed, session_folder
 
 
 def _ids(paths):
@@ -94,33 +84,12 @@ def _notebook_tools():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
-    nbformat, nbclient = _notebook_tools()
-    monkeypatch.setenv("MINIVAE_QUICK", "1")
-    monkeypatch.setenv("MINIVAE_DEVICE", os.environ.get("MINIVAE_DEVICE", "cpu"))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        # one BLAS thread: the notebooks' matrices are small, and threads spinning on a busy machine
-        # made quick mode several times slower, not faster
-        monkeypatch.setenv(var, os.environ.get(var, "1"))
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel then draws with the inline backend: headless
-    # the kernel imports this checkout of minivae, installed or not
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-
-    nb = nbformat.read(path, as_version=4)
-    deadline = time.monotonic() + NOTEBOOK_TIMEOUT
-
-    def remaining(cell):  # nbclient's timeout is per cell: give each cell what is left of the notebook's budget
-        return max(1, int(deadline - time.monotonic()))
-
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout_func=remaining,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    start = time.monotonic()
+def test_notebook_runs_in_quick_mode(path, tmp_path_factory):
+    _notebook_tools()
     try:
-        client.execute()
-    except nbclient.exceptions.CellTimeoutError:
-        pytest.fail(f"{path.name}: did not finish within {NOTEBOOK_TIMEOUT} s in quick mode")
-    elapsed = time.monotonic() - start
-    assert elapsed < NOTEBOOK_TIMEOUT, f"{path.name}: took {elapsed:.0f} s, expected under {NOTEBOOK_TIMEOUT} s"
+        nb = executed(path, session_folder(tmp_path_factory))
+    except NotebookTimeout as timeout:
+        pytest.fail(str(timeout))
     pictures = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
                 if out.output_type == "display_data" and "image/png" in out.get("data", {})]
     assert pictures, f"{path.name}: ran but drew no picture"

@@ -109,8 +109,9 @@ def test_a_cosine_schedule_reaches_the_optimum_where_a_constant_rate_does_not():
             for schedule in ("cosine", "constant")}
     (_, elbo_cos, log_px_cos), (_, elbo_const, _) = runs["cosine"], runs["constant"]
     assert elbo_cos <= log_px_cos <= best + 1e-9  # ELBO <= log p(x) <= the maximum likelihood
-    assert best - elbo_cos < 0.005  # measured: 0.0017 (seeds 0-2: 0.0008-0.0017)
-    assert best - elbo_const > 0.02  # measured: 0.135 (seeds 0-2: 0.088-0.135)
+    # Seeds 0-4, one BLAS thread: cosine 0.0006-0.0013, constant 0.044-0.109 nat below the optimum.
+    assert best - elbo_cos < 0.005  # margin: 3.8x the largest gap
+    assert best - elbo_const > 0.02  # margin: 2.2x below the smallest gap
 
 
 def test_the_benchmark_prints_a_row_per_seed_and_exits_1_when_a_seed_misses():
@@ -124,5 +125,15 @@ def test_the_benchmark_prints_a_row_per_seed_and_exits_1_when_a_seed_misses():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("   0  cosine")]
     assert len(rows) == 1, done.stderr
     gap, verdict = float(rows[0][5]), rows[0][-1]
-    assert verdict == ("PASS" if gap < 0.01 else "FAIL") and done.returncode == (0 if verdict == "PASS" else 1)
-    assert f"{1 if verdict == 'PASS' else 0} of 1 seeds within 0.01 nat with the cosine schedule" in done.stdout
+    # 20 epochs are far from the optimum (18 nat below it on seed 0): the seed misses and the run exits 1
+    assert gap > 1 and verdict == "FAIL" and done.returncode == 1, done.stdout
+    assert "0 of 1 seeds within 0.01 nat with the cosine schedule: FAIL" in done.stdout
+
+
+def test_the_benchmark_passes_a_seed_within_its_tolerance(capsys):
+    import ppca as benchmark
+
+    assert benchmark.main(["--quick", "--tol", "100"]) == 0  # the same 18-nat gap, now within the pass mark
+    out = capsys.readouterr().out
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("   0  cosine")] == ["PASS"]
+    assert "1 of 1 seeds within 100 nat with the cosine schedule\n" in out

@@ -6,7 +6,7 @@ Thresholds, and why:
   Gaussian (full covariance, fitted by maximum likelihood) scores about 2.39
   nats per example on held-out points, and a VAE whose latent code is ignored
   (posterior collapse) is at best such a Gaussian. Validation negative ELBO
-  below 2.0 nats therefore means the model uses z to follow the ring.
+  below 2.1 nats therefore means the model uses z to follow the ring.
 * Digits (8x8, grey levels in [0, 1], Bernoulli likelihood): the best model
   with independent pixels (each pixel's mean) scores about 27.4 nats on the
   validation split; the untrained VAE starts near 33. Below 26.0 nats the
@@ -44,9 +44,10 @@ def test_ring_validation_loss_falls_below_the_best_gaussian():
     model = VAE(2, 2, (64, 64), activation="tanh", likelihood="gaussian_shared", seed=0)
     history = fit(model, split.train, x_val=split.val, epochs=60, batch_size=128, lr=3e-3, warmup_epochs=10,
                   seed=0, progress=False)
-    assert history.val_loss[0] > 3.0
-    assert history.val_loss[-1] < 2.0
-    assert -model.log_likelihood(split.val, k=200).mean() < 1.6  # the tighter bound is tighter still
+    # Each threshold against the recipe on seeds 0-4 (model and minibatch seed alike), the margin beside it.
+    assert history.val_loss[0] > 3.0  # seeds 0-4: 3.56-3.80 after the first epoch; margin 0.56
+    assert history.val_loss[-1] < 2.1  # seeds 0-4: 1.73-1.92; margin 0.18, and 0.29 below the best Gaussian
+    assert -model.log_likelihood(split.val, k=200).mean() < 1.6  # seeds 0-4: 1.29-1.33; margin 0.27
 
 
 def test_digits_validation_loss_falls_below_every_independent_pixel_model(digits_split):
@@ -55,8 +56,9 @@ def test_digits_validation_loss_falls_below_every_independent_pixel_model(digits
     assert 27.0 < baseline < 28.0
     model = VAE(64, 8, (128,), seed=0)
     history = fit(model, s.train, x_val=s.val, epochs=40, batch_size=64, lr=2e-3, seed=0, progress=False)
-    assert history.val_loss[0] > 30.0
-    assert history.val_loss[-1] < 26.0
+    # Each threshold against the recipe on seeds 0-4 (model and minibatch seed alike), the margin beside it.
+    assert history.val_loss[0] > 30.0  # seeds 0-4: 30.46-30.82 after the first epoch; margin 0.46
+    assert history.val_loss[-1] < 26.0  # seeds 0-4: 24.49-24.77; margin 1.2
     assert len(history.train_loss) == len(history.val_loss) == 40
 
 
@@ -65,13 +67,13 @@ def test_cvae_generates_the_class_it_is_asked_for(digits_split):
 
     s = digits_split
     classifier = LogisticRegression(max_iter=2000).fit(s.train, s.train_labels)
-    assert classifier.score(s.test, s.test_labels) > 0.9
+    assert classifier.score(s.test, s.test_labels) > 0.9  # 0.983: no seed (lbfgs on fixed data), margin 0.08
     model = CVAE(64, 10, latent_dim=4, hidden=(128,), seed=0)
     fit(model, s.train, data.one_hot(s.train_labels, 10), epochs=30, batch_size=64, lr=2e-3, progress=False)
     wanted = np.repeat(np.arange(10), 30)
     generated = model.sample(wanted.size, data.one_hot(wanted, 10), rng=np.random.default_rng(1))
     accuracy = (classifier.predict(generated) == wanted).mean()
-    assert accuracy > 0.8  # chance is 0.1
+    assert accuracy > 0.8  # chance is 0.1; seeds 0-4 (model, minibatches, samples): 1.00 each, margin 0.2
 
 
 def test_same_seed_gives_bit_identical_training():
