@@ -1,4 +1,4 @@
-r"""The affine layer and the activations, each a forward/backward pair.
+r"""The affine layer and the activations, each a forward/backward pair, and one layer of an MLP made of both.
 
 Convention (as everywhere in minivae): ``op_forward(...) -> (out, cache)`` and
 ``op_backward(dout, cache)`` returning one gradient per differentiable input,
