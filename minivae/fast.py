@@ -8,14 +8,18 @@ reference engine runs the model's own, :mod:`minivae.engines`), and
 1. **No allocation per step.** Every activation and gradient buffer is
    allocated once per batch size (:class:`Workspace`); matrix products write
    into them with ``out=``, and weight gradients are written straight into
-   the views of the flat gradient buffer that the optimizer reads.
+   the views of the flat gradient buffer that the optimizer reads. The
+   encoder and the decoder run the reference's own loops,
+   :func:`~minivae.mlp.mlp_forward` and :func:`~minivae.mlp.mlp_backward`,
+   with these buffers and :class:`StepLayers` for each layer.
 2. **Activations in place**, their derivatives written in terms of the
    activation's *output* :math:`h = \phi(a)` so the pre-activation need not be
    kept (eq. ``act-from-output``).
 3. **The elementwise chains are operations of** :mod:`minivae.ops`: plain
    array code on NumPy or CuPy, or one fused CUDA kernel each
    (``kernels="fused"``); the Bernoulli gradient, for one, takes four passes
-   over the logits in the plain version (eq. ``bern-grad``) and one in the fused.
+   over the logits in the plain version (eq. ``bern-grad``) and one in the fused,
+   and a layer's bias joins its activation in one pass.
 4. **The loss only when asked.** The gradient does not need the value of the
    negative ELBO, whose softplus costs as much as the gradient itself; the
    trainer asks for it every few steps, for the progress bar and the history.
@@ -32,9 +36,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .backend import get_array_module
 from .cores import cpu_threads, map_rows, row_blocks
 from .kl import kl_per_dim
 from .likelihoods import Bernoulli
+from .mlp import NO_ACTIVATION, mlp_backward, mlp_forward
 from .ops import PlainOps, get_ops
 from .reparam import clamp_log_var_forward, split_head
 
@@ -57,7 +63,7 @@ class StepTerms(NamedTuple):
 class Workspace:
     """Every array one training step of batch size ``n`` needs, allocated once."""
 
-    def __init__(self, model, n: int, blocks: int = 1, *, enc_in=None, noise=None):
+    def __init__(self, model, n: int, blocks: int = 1, *, enc_in=None, noise=None, grad=None):
         cfg, xp, dtype = model.config, model.params.xp, model.dtype
         S, K, C, D = cfg.n_samples, cfg.latent_dim, cfg.condition_dim, cfg.data_dim
         sizes = model.layer_sizes()
@@ -66,19 +72,20 @@ class Workspace:
         self.x = self.enc_in[:, :D]  # gathers into it
         self.noise = xp.empty((S, n, K), dtype=dtype) if noise is None else noise
         #: A split batch (``blocks`` > 1): one workspace per block of examples, its input and noise views of
-        #: this one's, its own scratch arrays (``ops``) and its weight gradients in a flat buffer (``grad``, with
-        #: named views ``grads``): the model's own for the first block, one of its own for each other. This
-        #: workspace keeps no more.
+        #: this one's, its own scratch arrays (``layers``: its ``ops`` and ``ones``) and its weight gradients in a flat
+        #: buffer (``grad``, with named views ``grads``): the model's own for the first block, one of its own for
+        #: each other. This workspace keeps no more.
         self.blocks = None
         rows_of_blocks = row_blocks(n, blocks, STEP_MIN_ROWS)
         if len(rows_of_blocks) > 1:
-            self.blocks = [Workspace(model, rows.stop - rows.start, enc_in=self.enc_in[rows],
-                                     noise=self.noise[:, rows]) for rows in rows_of_blocks]
-            for i, block in enumerate(self.blocks):
-                block.grad = model.params.grad if i == 0 else xp.empty_like(model.params.grad)
-                block.grads = model.params.views(block.grad)
-                block.ops = PlainOps()
+            self.blocks = [Workspace(model, rows.stop - rows.start, enc_in=self.enc_in[rows], noise=self.noise[:, rows],
+                                     grad=model.params.grad if i == 0 else xp.empty_like(model.params.grad))
+                           for i, rows in enumerate(rows_of_blocks)]
+            for block in self.blocks:
+                block.layers = StepLayers(PlainOps(), block.ones)
             return
+        self.grad = model.params.grad if grad is None else grad
+        self.grads = model.params.views(self.grad)
         self.enc = [xp.empty((n, width), dtype=dtype) for width in sizes["encoder"][1:]]
         self.denc = [xp.empty_like(a) for a in self.enc]
         self.dec_in = xp.empty((S * n, K + C), dtype=dtype)  # [z, c] for every sample
@@ -87,6 +94,11 @@ class Workspace:
         self.dec = [xp.empty((S * n, width), dtype=dtype) for width in sizes["decoder"][1:]]
         self.ddec = [xp.empty_like(a) for a in self.dec]
         self.ones = {rows: xp.ones(rows, dtype=dtype) for rows in (n, S * n)}  # bias gradients: db = 1^T da
+        #: Per network, the ``out`` of :func:`~minivae.mlp.mlp_backward`: each layer's (dh_in, dW, db), the weight
+        #: gradients views of ``grad``, the encoder's input gradient none.
+        self.grad_out = {net: [(dh_in, self.grads[f"{net}.{layer}.W"], self.grads[f"{net}.{layer}.b"])
+                               for layer, dh_in in enumerate([dinput] + douts[:-1])]
+                         for net, dinput, douts in (("encoder", None, self.denc), ("decoder", self.ddec_in, self.ddec))}
         shape = model.likelihood.log_var_shape(S, n, D)  # the log-variance's gradient, as an (., ., D) array
         if shape is not None:
             self.dlog_var = xp.empty(shape, dtype=dtype)
@@ -102,6 +114,41 @@ def largest_product(model, n: int) -> int:
     sizes, rows = model.layer_sizes(), {"encoder": n, "decoder": samples * n}
     return max(rows[net] * fan_in * fan_out for net, widths in sizes.items()
                for fan_in, fan_out in zip(widths[:-1], widths[1:]))
+
+
+class StepLayers:
+    r"""One layer of an MLP, :math:`h = \phi(xW + b)`, forward and backward as in
+    :func:`minivae.layers.affine_act_forward` and ``affine_act_backward``, into the caller's buffers, with the
+    elementwise work done by ``ops`` (:func:`minivae.ops.get_ops`).
+
+    The bias joins the activation in one pass over the output (one kernel with ``kernels="fused"``); the
+    derivative is taken over the output's gradient, in place, from the output alone (eq. ``act-from-output``).
+    The bias gradient :math:`\sum_n \bar a_n` is the product :math:`1^\top \bar a`: BLAS runs it on every core,
+    where ``da.sum(axis=0)`` runs on one; ``ones`` maps a number of rows to that many ones. A layer's cache is
+    ``(x, W, h)``: its input, its weights and its output.
+    """
+
+    def __init__(self, ops, ones: dict):
+        self.ops = ops
+        self.ones = ones
+
+    def affine_act_forward(self, x, W, b, activation, out):
+        r"""``out`` (N, O) :math:`\leftarrow \phi(xW + b)`; returns ``(out, cache)``."""
+        get_array_module(x).matmul(x, W, out=out)  # a = xW, then a + b with the activation: h = phi(a)
+        return self.ops.bias_act(out, b, activation.name), (x, W, out)
+
+    def affine_act_backward(self, dh, cache, activation, need_dx: bool, out):
+        r"""``out = (dx, dW, db)`` :math:`\leftarrow` the layer's gradients (eq. ``mlp-bwd``), ``dh`` overwritten
+        with :math:`\bar a`; returns ``out``, ``dx`` ``None`` without ``need_dx``."""
+        x, W, h = cache
+        dx, dW, db = out
+        xp = get_array_module(dh)
+        da = dh if activation is NO_ACTIVATION else self.ops.act_backward(dh, h, activation.name)  # dh * phi'(a)
+        xp.matmul(x.T, da, out=dW)  # dW = x^T da
+        xp.matmul(self.ones[da.shape[0]], da, out=db)  # db = sum_n da = 1^T da
+        if not need_dx:
+            return None, dW, db
+        return xp.matmul(da, W.T, out=dx), dW, db  # dx = da W^T
 
 
 class FastStep:
@@ -130,36 +177,6 @@ class FastStep:
             blocks = cpu_threads() if self.model.device == "cpu" and self.ops.name == "plain" else 1
             self._workspaces[n] = Workspace(self.model, n, blocks)
         return self._workspaces[n]
-
-    def _mlp_forward(self, h, net: str, outs: list, ops):
-        act, xp = self.model.config.activation, self.model.params.xp
-        last = len(outs) - 1
-        for layer, ((W, b), a) in enumerate(zip(self.weights[net], outs)):
-            xp.matmul(h, W, out=a)  # a_l = h_{l-1} W_l + b_l;  h_l = phi(a_l), over a_l
-            h = ops.bias_act(a, b, act if layer < last else "identity")
-        return outs[-1]
-
-    def _mlp_backward(self, ws: Workspace, net_input, net: str, grads: dict, ops, dinput=None):
-        r"""Walk the layers back; weight gradients go straight into ``grads``, views of a flat gradient buffer.
-
-        The bias gradient :math:`\sum_n \bar a_n` is the product :math:`1^\top \bar a`: BLAS runs it on every
-        core, where ``da.sum(axis=0)`` runs on one.
-        """
-        act, xp = self.model.config.activation, self.model.params.xp
-        outs, douts = (ws.enc, ws.denc) if net == "encoder" else (ws.dec, ws.ddec)
-        da = douts[-1]
-        ones = ws.ones[da.shape[0]]
-        for layer in range(len(outs) - 1, -1, -1):
-            h_in = net_input if layer == 0 else outs[layer - 1]
-            W = self.weights[net][layer][0]
-            xp.matmul(h_in.T, da, out=grads[f"{net}.{layer}.W"])  # dW = h^T da
-            xp.matmul(ones, da, out=grads[f"{net}.{layer}.b"])  # db = sum_n da = 1^T da
-            if layer > 0:
-                dh = douts[layer - 1]
-                xp.matmul(da, W.T, out=dh)  # dh = da W^T
-                da = ops.act_backward(dh, outs[layer - 1], act)  # da = dh * phi'(a)
-            elif dinput is not None:
-                xp.matmul(da, W.T, out=dinput)
 
     def _likelihood_grad(self, ws: Workspace, dec_out, need_loss: bool, N: int, grads: dict, ops):
         """The decoder output's gradient into ``ws.ddec[-1]``, the likelihood's own into ``grads``; ``N`` is the
@@ -198,9 +215,9 @@ class FastStep:
         N = ws.n
         rng.standard_normal(out=ws.noise, dtype=model.dtype)  # the same draws as reparam.draw_noise
         if ws.blocks is None:
-            parts = [self._rows(ws, N, beta, need_loss, model.params.grads, self.ops)]
+            parts = [self._rows(ws, N, beta, need_loss, StepLayers(self.ops, ws.ones))]
         else:
-            parts = map_rows(lambda block: self._rows(block, N, beta, need_loss, block.grads, block.ops), ws.blocks,
+            parts = map_rows(lambda block: self._rows(block, N, beta, need_loss, block.layers), ws.blocks,
                              threads=cpu_threads())
             for block in ws.blocks[1:]:
                 model.params.grad += block.grad  # the sum over examples, block by block
@@ -215,27 +232,28 @@ class FastStep:
         self.terms = StepTerms(kl, nll_sum * (1.0 / (cfg.n_samples * N)), kl_dims)
         return beta * self.terms.kl + self.terms.nll  # L = beta mean_n KL_n + mean_{s,n} nll_{sn}
 
-    def _rows(self, ws: Workspace, N: int, beta: float, need_loss: bool, grads: dict, ops):
+    def _rows(self, ws: Workspace, N: int, beta: float, need_loss: bool, layers: StepLayers):
         """Forward and backward over the ``ws.n`` examples of ``ws`` (all of a batch of ``N``, or a block of
-        them), the noise already drawn; the weight gradients go into ``grads``. With ``need_loss``, returns the
-        mean over these examples of the KL, the sum of the reconstruction term's NLLs and the mean KL per latent
-        dimension."""
-        cfg = self.model.config
-        S, n, K = cfg.n_samples, ws.n, cfg.latent_dim
+        them), the noise already drawn; the weight gradients go into ``ws.grads``, the elementwise work to
+        ``layers`` and its ``ops``. With ``need_loss``, returns the mean over these examples of the KL, the sum of
+        the reconstruction term's NLLs and the mean KL per latent dimension."""
+        model, cfg, ops = self.model, self.model.config, layers.ops
+        S, n, K, act = cfg.n_samples, ws.n, cfg.latent_dim, model.activation
 
         # ---- forward (model.forward, step by step)
-        enc_out = self._mlp_forward(ws.enc_in, "encoder", ws.enc, ops)
+        enc_out, enc_cache = mlp_forward(ws.enc_in, self.weights["encoder"], act, outs=ws.enc, ops=layers)
         kl, head_cache = ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
         if cfg.condition_dim:
             ws.dec_in.reshape(S, n, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
-        dec_out = self._mlp_forward(ws.dec_in, "decoder", ws.dec, ops).reshape(S, n, -1)
+        dec_out, dec_cache = mlp_forward(ws.dec_in, self.weights["decoder"], act, outs=ws.dec, ops=layers)
+        dec_out = dec_out.reshape(S, n, -1)
 
         # ---- backward (model.backward, step by step)
-        nll_sum = self._likelihood_grad(ws, dec_out, need_loss, N, grads, ops)
-        self._mlp_backward(ws, ws.dec_in, "decoder", grads, ops, dinput=ws.ddec_in)
+        nll_sum = self._likelihood_grad(ws, dec_out, need_loss, N, ws.grads, ops)
+        mlp_backward(ws.ddec[-1], dec_cache, act, out=ws.grad_out["decoder"], ops=layers)  # into ws.ddec_in
         dz = ws.ddec_in.reshape(S, n, -1)[:, :, :K]
         ops.head_backward(dz, beta / N, head_cache, ws.denc[-1])  # the KL is averaged over the N examples
-        self._mlp_backward(ws, ws.enc_in, "encoder", grads, ops)
+        mlp_backward(ws.denc[-1], enc_cache, act, need_dx=False, out=ws.grad_out["encoder"], ops=layers)
         if not need_loss:
             return None
         mu, log_var_raw = split_head(enc_out)  # the KL per latent dimension, for the history (collapse shows there first)

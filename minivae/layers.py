@@ -1,4 +1,4 @@
-r"""The affine layer and the activations, each a forward/backward pair.
+r"""The affine layer and the activations, each a forward/backward pair, and one layer of an MLP made of both.
 
 Convention (as everywhere in minivae): ``op_forward(...) -> (out, cache)`` and
 ``op_backward(dout, cache)`` returning one gradient per differentiable input,
@@ -35,8 +35,8 @@ def affine_forward(x, W, b, out=None):
     return out, AffineCache(x, W)
 
 
-def affine_backward(dout, cache: AffineCache, need_dx: bool = True):
-    r"""Gradients of the affine map (eq. ``affine-bwd``).
+def affine_backward(dout, cache: AffineCache, need_dx: bool = True, out=None):
+    r"""Gradients of the affine map (eq. ``affine-bwd``), into the arrays ``out = (dx, dW, db)`` if given.
 
     .. math:: \bar X = \bar Y W^\top,\quad \bar W = X^\top \bar Y,\quad \bar b = \textstyle\sum_n \bar Y_n
 
@@ -44,9 +44,11 @@ def affine_backward(dout, cache: AffineCache, need_dx: bool = True):
     false, ``dx`` is ``None`` and its matrix product is skipped (a network's
     input needs no gradient).
     """
-    dx = dout @ cache.W.T if need_dx else None  # Y = XW + b  =>  dX = dY W^T
-    dW = cache.x.T @ dout  # dW = X^T dY
-    db = dout.sum(axis=0)  # b is broadcast over the batch: sum over n
+    xp = get_array_module(dout)
+    dx_out, dW_out, db_out = (None, None, None) if out is None else out
+    dx = xp.matmul(dout, cache.W.T, out=dx_out) if need_dx else None  # Y = XW + b  =>  dX = dY W^T
+    dW = xp.matmul(cache.x.T, dout, out=dW_out)  # dW = X^T dY
+    db = dout.sum(axis=0, out=db_out)  # b is broadcast over the batch: sum over n
     return dx, dW, db
 
 
@@ -274,18 +276,47 @@ class Activation(NamedTuple):
     forward: Callable
     backward: Callable
     kink: bool  # True where the derivative jumps (finite differences must stay off x = 0)
+    name: str  # its key in ACTIVATIONS, which names it to minivae.ops
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "identity": Activation(identity_forward, identity_backward, False),
-    "relu": Activation(relu_forward, relu_backward, True),
-    "leaky_relu": Activation(leaky_relu_forward, leaky_relu_backward, True),
-    "tanh": Activation(tanh_forward, tanh_backward, False),
-    "sigmoid": Activation(sigmoid_forward, sigmoid_backward, False),
-    "softplus": Activation(softplus_forward, softplus_backward, False),
+    "identity": Activation(identity_forward, identity_backward, False, "identity"),
+    "relu": Activation(relu_forward, relu_backward, True, "relu"),
+    "leaky_relu": Activation(leaky_relu_forward, leaky_relu_backward, True, "leaky_relu"),
+    "tanh": Activation(tanh_forward, tanh_backward, False, "tanh"),
+    "sigmoid": Activation(sigmoid_forward, sigmoid_backward, False, "sigmoid"),
+    "softplus": Activation(softplus_forward, softplus_backward, False, "softplus"),
 }
 
 
 def get_activation(name: str) -> Activation:
     """The activation pair called ``name``; a clear error for an unknown name."""
     return ACTIVATIONS[check_choice("activation", name, sorted(ACTIVATIONS))]
+
+
+# --------------------------------------------------------------------------- one layer of an MLP
+
+
+class LayerCache(NamedTuple):
+    affine: AffineCache
+    act: ActCache
+
+
+def affine_act_forward(x, W, b, activation: Activation, out=None):
+    r"""One layer of an MLP, :math:`h = \phi(xW + b)`: :func:`affine_forward`, then the activation.
+
+    Shapes: x (N, I), W (I, O), b (O,) -> h (N, O). Given ``out`` (N, O), the affine map is written into it and
+    activated there in place (the backward needs only the output, eq. ``act-from-output``).
+    """
+    a, affine_cache = affine_forward(x, W, b, out=out)  # a = xW + b
+    h, act_cache = activation.forward(a, out=out)  # h = phi(a)
+    return h, LayerCache(affine_cache, act_cache)
+
+
+def affine_act_backward(dh, cache: LayerCache, activation: Activation, need_dx: bool = True, out=None):
+    r"""Gradients of one layer (eq. ``mlp-bwd``): ``(dx, dW, db)``, into the arrays ``out`` if given.
+
+    :math:`\bar a = \bar h \odot \phi'(a)`, then :func:`affine_backward` of :math:`\bar a`.
+    """
+    da = activation.backward(dh, cache.act)  # undo h = phi(a)
+    return affine_backward(da, cache.affine, need_dx, out=out)  # undo a = xW + b

@@ -86,10 +86,10 @@ class PlainOps:
 
     def act_backward(self, dh, h, activation: str):
         r""":math:`\bar h \leftarrow \bar h \odot \phi'(a)` in place, with :math:`\phi'` written in :math:`h = \phi(a)`
-        (eq. ``act-from-output``): :data:`minivae.layers.ACTIVATIONS`' backward, its sign tests into a reused
-        mask (NumPy then allocates nothing for ReLU)."""
+        (eq. ``act-from-output``): :data:`minivae.layers.ACTIVATIONS`' backward, the sign tests of those with a
+        kink into a reused mask (NumPy then allocates nothing for ReLU)."""
         act = _activation(activation)
-        mask = self._buffer("mask", h, dtype=bool) if get_array_module(dh) is np else None
+        mask = self._buffer("mask", h, dtype=bool) if act.kink and get_array_module(dh) is np else None
         return act.backward(dh, ActCache(h), out=dh, mask=mask)
 
     # ------------------------------------------------------------ the encoder's head

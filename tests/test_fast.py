@@ -8,6 +8,7 @@ from minivae import fast, ops
 from minivae.ops import PlainOps
 from minivae.layers import ACTIVATIONS
 from minivae.likelihoods import LIKELIHOODS, bernoulli_nll_forward
+from minivae.mlp import mlp_backward, mlp_forward
 from minivae.model import VAE
 
 
@@ -152,4 +153,26 @@ def test_a_batch_is_split_only_with_enough_rows_per_thread(monkeypatch):
     assert np.shares_memory(ws.blocks[1].enc_in, ws.enc_in)  # the blocks read the batch in place
     assert np.shares_memory(ws.blocks[1].noise, ws.noise)
     assert not np.shares_memory(ws.blocks[1].grad, model.params.grad)  # the second block adds its own gradients
-    assert ws.blocks[1].ops is not step.ops  # and has scratch arrays of its own
+    assert ws.blocks[1].layers.ops is not step.ops  # and has scratch arrays of its own
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("widths", [[3, 2], [3, 4, 5, 2]])
+def test_the_step_layers_run_the_reference_loop_to_the_same_values(rng, name, widths):
+    act = ACTIVATIONS[name]
+    x = rng.normal(size=(4, widths[0]))
+    weights = [(rng.normal(size=(i, o)), rng.normal(size=o)) for i, o in zip(widths[:-1], widths[1:])]
+    out, cache = mlp_forward(x, weights, act)
+    dout = rng.normal(size=out.shape)
+    dx, grads = mlp_backward(dout, cache, act)
+
+    layers = fast.StepLayers(PlainOps(), {4: np.ones(4)})
+    outs = [np.empty((4, W.shape[1])) for W, _ in weights]
+    grad_out = [(np.empty((4, W.shape[0])), np.empty_like(W), np.empty_like(b)) for W, b in weights]
+    fast_out, fast_cache = mlp_forward(x, weights, act, outs=outs, ops=layers)
+    np.testing.assert_allclose(fast_out, out, rtol=1e-12, atol=1e-14)
+    fast_dx, fast_grads = mlp_backward(dout.copy(), fast_cache, act, out=grad_out, ops=layers)
+    assert fast_dx is grad_out[0][0] and all(g[0] is o[1] and g[1] is o[2] for g, o in zip(fast_grads, grad_out))
+    for got, expected in zip([fast_dx, *[g for pair in fast_grads for g in pair]],
+                             [dx, *[g for pair in grads for g in pair]], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)

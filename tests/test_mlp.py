@@ -87,3 +87,27 @@ def test_need_dx_false_gives_no_input_gradient_and_the_same_parameter_gradients(
 def test_no_layers_is_refused(rng):
     with pytest.raises(ValueError, match=r"^weights:"):
         mlp_forward(rng.normal(size=(2, 3)), [], get_activation("relu"))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("widths", [[3, 2], [3, 4, 2], [3, 4, 5, 2]])
+def test_buffers_receive_the_same_values_and_are_returned(rng, name, widths):
+    act = get_activation(name)
+    x, weights = random_mlp(rng, 4, widths)
+    out, cache = mlp_forward(x, weights, act)
+    dout = rng.normal(size=out.shape)
+    dx, grads = mlp_backward(dout, cache, act)
+
+    outs = [np.full((4, W.shape[1]), np.nan) for W, _ in weights]
+    out_b, cache_b = mlp_forward(x, weights, act, outs=outs)
+    assert out_b is outs[-1]
+    np.testing.assert_allclose(out_b, out, rtol=1e-14, atol=1e-15)
+    grad_out = [(np.full((4, W.shape[0]), np.nan), np.full_like(W, np.nan), np.full_like(b, np.nan))
+                for W, b in weights]
+    dx_b, grads_b = mlp_backward(dout, cache_b, act, out=grad_out)
+    assert dx_b is grad_out[0][0]
+    np.testing.assert_allclose(dx_b, dx, rtol=1e-12, atol=1e-14)
+    for (dW_b, db_b), (dW, db), (_, dW_buf, db_buf) in zip(grads_b, grads, grad_out, strict=True):
+        assert dW_b is dW_buf and db_b is db_buf
+        np.testing.assert_allclose(dW_b, dW, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(db_b, db, rtol=1e-12, atol=1e-14)
