@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import importlib.machinery
 import struct
 
 import numpy as np
@@ -61,6 +62,24 @@ def test_digits():
     assert x.min() == 0.0 and x.max() == 1.0
     assert labels.shape == (1797,) and labels.dtype == np.int64
     assert set(np.unique(labels)) == set(range(10))
+
+
+def test_digits_are_scikit_learns_whether_read_from_its_file_or_through_load_digits(monkeypatch, tmp_path):
+    # digits() reads the table scikit-learn ships without importing it; scikit-learn's own loader is the oracle,
+    # and the fallback (no such file: another layout of the package) gives the same arrays
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    bunch = sklearn_datasets.load_digits()
+    x, labels = data.digits()
+    np.testing.assert_array_equal(x, bunch.data / 16.0)
+    np.testing.assert_array_equal(labels, bunch.target)
+    elsewhere = importlib.machinery.ModuleSpec("sklearn", None, origin=str(tmp_path / "sklearn" / "__init__.py"))
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: elsewhere)
+    x_fallback, labels_fallback = data.digits()
+    np.testing.assert_array_equal(x_fallback, x)
+    np.testing.assert_array_equal(labels_fallback, labels)
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install scikit-learn"):
+        data.digits()
 
 
 # ------------------------------------------------------------------ transformations
