@@ -3,6 +3,7 @@
     python benchmarks/bench_cpu.py            # full run (a few minutes; torch.compile adds ~1 min)
     python benchmarks/bench_cpu.py --quick    # a smoke run
     python benchmarks/bench_cpu.py --tables step score --batches 32 128 4096   # the two comparisons only
+    python benchmarks/bench_cpu.py --tables step score --against ../before     # and another checkout, same run
 
 The NumPy workers run as a user's machine does: OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE, which some machines set to hold old OpenBLAS builds to a
@@ -27,6 +28,8 @@ Contenders:
   torch-fused    PyTorch eager, torch.optim.Adam(fused=True)
   torch-compile  torch.compile'd forward + loss, fused Adam (where it works)
   gemm-floor     the step's 11 matrix products alone (NumPy float32, preallocated outputs)
+  before         with ``--against DIR``: the same step (and scoring) from the minivae checkout in DIR, for
+                 before/after figures taken in one run (e.g. ``git worktree add ../before <commit>``)
 
 Tables: examples/s of each contender and the efficiency (floor time / minivae
 time); where the step's time goes (the step, and each of its parts timed alone:
@@ -286,10 +289,16 @@ def cpu_vector_extensions() -> str:
     return " ".join(names) or "none beyond SSE3"
 
 
-def worker(conn, threads, machine_blas=False):
+def worker(conn, threads, machine_blas=False, source=None):
+    """Serve one contender. ``source``: a checkout whose ``minivae`` this worker imports instead of this one's."""
     if "numpy" in sys.modules:  # OpenBLAS reads its environment once, when NumPy loads it
         conn.send(("error", "NumPy was imported before the worker could set its environment"))
         return
+    if source is not None:
+        sys.path.insert(0, source)
+        if "minivae" in sys.modules:
+            conn.send(("error", "minivae was imported before the worker could put --against first on its path"))
+            return
     env = worker_environment(os.environ, threads, machine_blas)
     for name in [n for n in os.environ if n not in env]:
         del os.environ[name]
@@ -303,7 +312,12 @@ def worker(conn, threads, machine_blas=False):
         try:
             if cmd == "make":
                 kind = key[0]
-                if kind == "minivae":
+                if source is not None:  # the other checkout's minivae, or nothing
+                    import minivae
+
+                    if not os.path.realpath(minivae.__file__).startswith(os.path.realpath(source) + os.sep):
+                        raise RuntimeError(f"--against: expected minivae from {source}, got {minivae.__file__}")
+                if kind in ("minivae", "before"):
                     made[key] = MinivaeStep(*args)
                 elif kind.startswith("torch-"):
                     import torch
@@ -312,7 +326,7 @@ def worker(conn, threads, machine_blas=False):
                     made[key] = TorchStep(args[0], kind[len("torch-"):])
                 elif kind == "gemm-floor":
                     made[key] = GemmFloor(*args)
-                elif kind == "score-minivae":
+                elif kind in ("score-minivae", "score-before"):
                     made[key] = MinivaeScore(*args)
                 elif kind == "score-torch":
                     import torch
@@ -365,16 +379,18 @@ def worker(conn, threads, machine_blas=False):
 class Pool:
     """One worker process per contender."""
 
-    def __init__(self, threads, machine_blas=False):
+    def __init__(self, threads, machine_blas=False, against=None):
         self.ctx = mp.get_context("spawn")
         self.threads = threads
         self.machine_blas = machine_blas
+        self.against = against  # the checkout of the "before" contenders
         self.procs = {}
 
     def ask(self, contender, cmd, key, args):
         if contender not in self.procs:
             parent, child = self.ctx.Pipe()
-            proc = self.ctx.Process(target=worker, args=(child, self.threads, self.machine_blas),
+            source = self.against if contender in ("before", "score-before") else None
+            proc = self.ctx.Process(target=worker, args=(child, self.threads, self.machine_blas, source),
                                     daemon=True)
             proc.start()
             self.procs[contender] = (proc, parent)
@@ -398,10 +414,11 @@ class Pool:
 SETTLE_S = 0.3
 
 
-def interleaved(pool, keys, repeats, target_s):
+def interleaved(pool, keys, repeats, target_s, every=None):
     """Median seconds per call for each key, timing the keys in rotating order every repeat.
 
-    A key is a made contender's key, or ``("part", key, name)`` for one part of it (``parts()``).
+    A key is a made contender's key, or ``("part", key, name)`` for one part of it (``parts()``). ``every``, a
+    dict, receives each key's seconds in every repeat (for ratios taken repeat by repeat).
     """
     times = {key: [] for key in keys}
     for r in range(repeats):
@@ -412,6 +429,8 @@ def interleaved(pool, keys, repeats, target_s):
                 times[key].append(pool.ask(key[1][0], "time-part", key[1], (target_s, key[2])))
             else:
                 times[key].append(pool.ask(key[0], "time", key, (target_s,)))
+    if every is not None:
+        every.update(times)
     return {key: statistics.median(t) for key, t in times.items()}
 
 
@@ -447,6 +466,21 @@ def positive_int(text):
     return value
 
 
+def checkout(text):
+    """An argparse type: a folder holding a minivae package (``DIR/minivae/__init__.py``), as an absolute path."""
+    path = os.path.abspath(text)
+    if not os.path.isfile(os.path.join(path, "minivae", "__init__.py")):
+        raise argparse.ArgumentTypeError(f"expected a checkout of minivae (a folder with minivae/__init__.py), "
+                                         f"got {text!r}")
+    return path
+
+
+def paired(every, now, before):
+    """``before``'s seconds over ``now``'s, repeat by repeat (each pair timed side by side): median (min-max)."""
+    ratios = [b / n for n, b in zip(every[now], every[before])]
+    return f"{statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
 def fmt(x):
     return "-" if x is None else f"{x:,.0f}"
 
@@ -465,6 +499,9 @@ def main(argv=None):
     parser.add_argument("--machine-blas", action="store_true",
                         help=f"keep {' and '.join(FORCED_BLAS_VARS)} in the NumPy workers' environment "
                              "(by default they are removed, as on a user's machine)")
+    parser.add_argument("--against", type=checkout, default=None, metavar="DIR",
+                        help="also time the step and scoring of the minivae checkout in DIR ('before'), in the "
+                             "same interleaved repeats, and print the ratios now/before repeat by repeat")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
     target = 0.05 if args.quick else 0.25
@@ -477,7 +514,7 @@ def main(argv=None):
         have_torch = True
     except ImportError:
         have_torch = False
-    pool = Pool(args.threads, args.machine_blas)
+    pool = Pool(args.threads, args.machine_blas, args.against)
     try:
         info = pool.ask("minivae", "info", None, ())
         print(f"threads: {args.threads}; NumPy BLAS: {info['blas']}")
@@ -509,16 +546,18 @@ def main(argv=None):
 
 
 def step_table(pool, args, batches, repeats, target, have_torch):
-    """The training step's table: examples/s of every contender, the ratio to the best PyTorch, the efficiency."""
-    contenders = ["minivae", "gemm-floor"]
+    """The training step's table: examples/s of every contender, the ratio to the best PyTorch, the efficiency;
+    with ``--against``, the other checkout's step beside it and their ratio repeat by repeat."""
+    contenders = ["minivae", "gemm-floor"] + (["before"] if args.against else [])
     if have_torch:
         contenders += ["torch-eager", "torch-fused"]
         if not (args.quick or args.no_compile):
             contenders.append("torch-compile")
     print("\nTraining step, 784-400-20 ReLU, Bernoulli, S = 1, Adam, float32 "
           f"(examples/s, median of {repeats} interleaved repeats)")
+    extra = f" {'before/best torch':>18} {'now/before, paired':>26}" if args.against else ""
     head = f"{'batch':>6} " + " ".join(f"{c:>14}" for c in contenders) + f" {'minivae/best torch':>19} {'efficiency':>11}"
-    print(head)
+    print(head + extra)
     for batch in batches:
         keys = []
         for c in contenders:
@@ -527,12 +566,17 @@ def step_table(pool, args, batches, repeats, target, have_torch):
                 keys.append((c, batch))
             except RuntimeError as exc:
                 print(f"  {c} at batch {batch} does not run here: {exc}")
-        t = interleaved(pool, keys, repeats, target)
+        every = {}
+        t = interleaved(pool, keys, repeats, target, every)
         rate = {c: batch / t[(c, batch)] if (c, batch) in t else None for c in contenders}
         torch_rates = [rate[c] for c in contenders if c.startswith("torch") and rate[c]]
         ratio = f"{rate['minivae'] / max(torch_rates):.2f}x" if torch_rates else "-"
         efficiency = t[("gemm-floor", batch)] / t[("minivae", batch)]
-        print(f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}")
+        line = f"{batch:>6} " + " ".join(f"{fmt(rate[c]):>14}" for c in contenders) + f" {ratio:>19} {efficiency:>11.2f}"
+        if args.against and rate["before"]:
+            before = f"{rate['before'] / max(torch_rates):.2f}x" if torch_rates else "-"
+            line += f" {before:>18} {paired(every, ('minivae', batch), ('before', batch)):>26}"
+        print(line)
 
 
 def memory_table(pool, steps, warmup):
@@ -563,16 +607,22 @@ def scaling_table(pool, args, repeats, target):
 
 
 def score_table(pool, args, repeats, have_torch):
-    """The importance-weighted log-likelihood against the same estimate in PyTorch."""
+    """The importance-weighted log-likelihood against the same estimate in PyTorch (and ``--against``'s)."""
     n, k = (1000, 1000) if not args.quick else (200, 100)
     print(f"\nImportance-weighted log-likelihood, k = {k}, on {n} examples (seconds, median)")
     keys = [("score-minivae", n, k)] + ([("score-torch", n, k)] if have_torch else [])
+    keys += [("score-before", n, k)] if args.against else []
     for key in keys:
         pool.ask(key[0], "make", key, (n, k))
-    t = interleaved(pool, keys, max(3, repeats // 2), 0.0)
+    every = {}
+    t = interleaved(pool, keys, max(3, repeats // 2), 0.0, every)
     line = f"minivae {t[keys[0]]:.2f} s"
     if have_torch:
         line += f"   PyTorch (no_grad) {t[keys[1]]:.2f} s   ratio torch/minivae {t[keys[1]] / t[keys[0]]:.2f}x"
+    if args.against:
+        line += f"   before {t[keys[-1]]:.2f} s"
+        line += f" (torch/before {t[keys[1]] / t[keys[-1]]:.2f}x)" if have_torch else ""
+        line += f"   now/before, paired {paired(every, keys[0], keys[-1])}"
     print(line)
 
 

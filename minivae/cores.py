@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 #: Fewest rows a thread is given: below this a block's matrix products are too small to run at full speed.
 MIN_ROWS = 64
@@ -85,19 +85,26 @@ def blas_threads(multiply_adds: int) -> int | None:
     return 1 if multiply_adds < SMALL_PRODUCT else None
 
 
-@contextmanager
 def held_for(multiply_adds: int):
-    """Hold the BLAS to :func:`blas_threads` threads while the ``with`` block runs, then give back its count.
+    """A context that holds the BLAS to :func:`blas_threads` threads while its ``with`` block runs, then gives back
+    its count.
 
     It only ever lowers the count, never raises it: the user's own setting
     (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, a ``threadpoolctl.threadpool_limits`` block) stays the upper
-    bound. One call costs a few microseconds (threadpoolctl's own context, about 50): apply it to a whole
-    computation, not to each product.
+    bound. Where the rule keeps every thread (a large product) it does nothing, and costs under a microsecond; where
+    it lowers the count, a few microseconds (threadpoolctl's own ``limit`` context costs about 50).
     """
-    threads, controller = blas_threads(multiply_adds), _controller()
-    libs = [] if threads is None or controller is None else controller.lib_controllers
-    before = [lib.num_threads for lib in libs]
-    held = [(lib, count) for lib, count in zip(libs, before) if count > threads]
+    threads = blas_threads(multiply_adds)
+    controller = None if threads is None else _controller()
+    if controller is None:
+        return nullcontext()
+    return _holding(controller.lib_controllers, threads)
+
+
+@contextmanager
+def _holding(libs, threads: int):
+    """Each library in ``libs`` held to at most ``threads`` threads while the ``with`` block runs."""
+    held = [(lib, lib.num_threads) for lib in libs if lib.num_threads > threads]
     for lib, _ in held:
         lib.set_num_threads(threads)
     try:

@@ -242,7 +242,7 @@ class FastStep:
 
         # ---- forward (model.forward, step by step)
         enc_out, enc_cache = mlp_forward(ws.enc_in, self.weights["encoder"], act, outs=ws.enc, ops=layers)
-        kl, head_cache = ops.head_forward(enc_out, ws.noise, ws.z)  # z = mu + sigma eps, into dec_in
+        kl, head_cache = ops.head_forward(enc_out, ws.noise, ws.z, need_kl=need_loss)  # z = mu + sigma eps, into dec_in
         if cfg.condition_dim:
             ws.dec_in.reshape(S, n, -1)[:, :, K:] = ws.enc_in[:, cfg.data_dim:]  # the condition, for every sample
         dec_out, dec_cache = mlp_forward(ws.dec_in, self.weights["decoder"], act, outs=ws.dec, ops=layers)

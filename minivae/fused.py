@@ -151,11 +151,12 @@ class FusedOps:
 
     # ------------------------------------------------------------ the encoder's head
 
-    def head_forward(self, enc_out, noise, z):
+    def head_forward(self, enc_out, noise, z, need_kl: bool = True):
         r"""``z`` (S, N, K) :math:`\leftarrow \mu + \sigma\odot\varepsilon_s` (eq. ``reparam-fwd``) after the clamp
         (eq. ``logvar-clamp``); returns the per-example KL (N,) (eq. ``kl-fwd``) and the cache.
 
-        One kernel, ``head_forward``, one thread per example.
+        One kernel, ``head_forward``, one thread per example. It writes the KL whatever ``need_kl`` says: the
+        values are at hand in the same pass.
         """
         dtype = self._float_array("enc_out", enc_out, ndim=2)
         N, two_k = enc_out.shape

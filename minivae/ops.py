@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import BLOCK_ELEMENTS, device_of, get_array_module
-from .kl import kl_backward, kl_forward
+from .kl import KLCache, kl_backward, kl_forward
 from .layers import ACTIVATIONS, ActCache
 from .likelihoods import bernoulli_nll_forward, gaussian_nll_backward, gaussian_nll_forward
 from .reparam import clamp_log_var_backward, clamp_log_var_forward, reparameterize_backward, reparameterize_forward, \
@@ -94,15 +94,19 @@ class PlainOps:
 
     # ------------------------------------------------------------ the encoder's head
 
-    def head_forward(self, enc_out, noise, z):
+    def head_forward(self, enc_out, noise, z, need_kl: bool = True):
         r"""From the encoder output (N, 2K) and :math:`\varepsilon` (S, N, K): ``z`` (S, N, K) filled with
         :math:`\mu + \sigma\odot\varepsilon_s` (eq. ``reparam-fwd``), :math:`\log\sigma^2` clamped first
-        (eq. ``logvar-clamp``). Returns the per-example KL (N,) (eq. ``kl-fwd``) and the cache."""
+        (eq. ``logvar-clamp``). Returns the per-example KL (N,) (eq. ``kl-fwd``), or ``None`` without ``need_kl``
+        (the gradient needs only :math:`\mu` and :math:`\sigma^2`, eq. ``kl-bwd``), and the cache."""
         mu, log_var_raw = split_head(enc_out)
         log_var, inside = clamp_log_var_forward(log_var_raw)
         z_new, rep = reparameterize_forward(mu, log_var, noise)
         z[...] = z_new
-        kl, kl_cache = kl_forward(mu, log_var)
+        if need_kl:
+            kl, kl_cache = kl_forward(mu, log_var)
+        else:  # kl_forward's cache, without the value: on a small model the KL's passes are a twentieth of a step
+            kl, kl_cache = None, KLCache(mu, get_array_module(log_var).exp(log_var))
         return kl, HeadCache(inside, rep, kl_cache)
 
     def head_backward(self, dz, dkl: float, cache: HeadCache, denc_out):

@@ -47,7 +47,7 @@ def clamp_log_var_forward(log_var):
     Returns ``(clipped, inside)`` where ``inside`` marks the entries left unchanged.
     """
     xp = get_array_module(log_var)
-    inside = (log_var > -LOG_VAR_LIMIT) & (log_var < LOG_VAR_LIMIT)
+    inside = xp.abs(log_var) < LOG_VAR_LIMIT  # -L < v < L (false for NaN, as the clip leaves it NaN)
     return xp.clip(log_var, -LOG_VAR_LIMIT, LOG_VAR_LIMIT), inside
 
 

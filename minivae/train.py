@@ -162,6 +162,7 @@ class Trainer:
         self.reseed_noise()
         self._unchecked = None  # on a GPU: the verdict on the gradients since the last check (see check_finite)
         self._finite = model.params.xp.empty(model.params.size, dtype=bool)  # isfinite(grad), reused every step
+        self._products = {}  # batch size -> the step's largest matrix product (see _threads)
 
     def reseed_noise(self):
         """The generator of the step's noise: the trainer's own on the CPU, one on the GPU that draws there.
@@ -212,8 +213,11 @@ class Trainer:
             return self._step(ws, beta, need_loss)
 
     def _threads(self, n: int):
-        """The BLAS's threads for steps on ``n`` examples: one for small products (:func:`minivae.cores.held_for`)."""
-        return held_for(largest_product(self.model, n) if self.model.device == "cpu" else math.inf)
+        """The BLAS's threads for steps on ``n`` examples: one for small products (:func:`minivae.cores.held_for`).
+        The product's size is worked out once per batch size; a GPU's steps use no BLAS (infinity: left alone)."""
+        if n not in self._products:
+            self._products[n] = largest_product(self.model, n) if self.model.device == "cpu" else math.inf
+        return held_for(self._products[n])
 
     def _step(self, ws, beta: float, need_loss: bool):
         """The step on the batch already in the workspace ``ws`` (see :mod:`minivae.engines`)."""

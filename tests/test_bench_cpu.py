@@ -5,6 +5,7 @@ A smoke test: one repeat at one batch size. With PyTorch absent (as in CI) its c
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,26 @@ def test_memory_scaling_and_scoring_tables_are_printed(quick_run):
     _, scaling = rows(quick_run, "Scaling of the minivae step")
     assert len(scaling) >= 2 and all(number(row["ms/step"]) > 0 for row in scaling)
     assert "Importance-weighted log-likelihood" in quick_run and "minivae " in quick_run
+
+
+def test_another_checkout_is_timed_in_the_same_repeats_and_compared_pair_by_pair(tmp_path):
+    # this checkout against itself, through a link, so the workers' check of where minivae came from is exercised
+    other = tmp_path / "before"
+    other.symlink_to(REPO, target_is_directory=True)
+    result = run_script("--quick", "--repeats", "2", "--batches", "32", "--tables", "step", "score",
+                        "--against", str(other))
+    assert result.returncode == 0, f"exit status {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    lines = result.stdout[result.stdout.index("Training step, 784-400-20"):].splitlines()
+    assert lines[1].split()[:4] == ["batch", "minivae", "gemm-floor", "before"]
+    assert lines[1].rstrip().endswith("now/before, paired")
+    paired = re.search(r"(\d+\.\d+)x \((\d+\.\d+)-(\d+\.\d+)\)$", lines[2])
+    assert paired and float(paired.group(2)) <= float(paired.group(1)) <= float(paired.group(3)), lines[2]
+    assert re.search(r"before \d+\.\d+ s.*now/before, paired \d+\.\d+x", result.stdout), result.stdout
+
+
+def test_a_checkout_without_minivae_is_refused_by_name(tmp_path):
+    result = run_script("--against", str(tmp_path))
+    assert result.returncode == 2 and "--against: expected a checkout of minivae" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("bad", [["--batches", "zero"], ["--repeats", "0"], ["--threads", "-1"],

@@ -267,6 +267,14 @@ def test_every_default_the_train_help_states_is_what_train_takes(monkeypatch, ca
                     assert typed(flag, cases[(name, objective)]) == taken, (flag, name, objective, text)
 
 
+def test_the_exercise_timeout_help_states_the_judges_own_limit(monkeypatch, capsys):
+    # the parser states it in words (importing the judge for every command would cost its import); held here
+    from minivae.exercises import DEFAULT_TIMEOUT
+
+    stated = re.search(r"--timeout TIMEOUT\s+.*\(default ([0-9.]+)\)", _help(monkeypatch, capsys, "exercise"))
+    assert stated is not None and float(stated.group(1)) == DEFAULT_TIMEOUT
+
+
 def test_the_likelihood_help_names_the_rings_own_default(monkeypatch, capsys):
     words = " ".join(_help(monkeypatch, capsys, "train").split())
     assert "(default: bernoulli for digits and mnist, gaussian_per_example for ring)" in words

@@ -351,13 +351,16 @@ def test_head_forward_matches_plain(target, seed, dtype, s, n, k, pads):
 
 
 @given(seed=seeds, dtype=dtypes, s=st.integers(1, 3), n=st.integers(1, 5), k=st.integers(1, 4),
-       pads=st.lists(pads, min_size=5, max_size=5), dkl=st.sampled_from([0.0, 0.25, -1.5]))
-def test_head_backward_matches_plain(target, seed, dtype, s, n, k, pads, dkl):
+       pads=st.lists(pads, min_size=5, max_size=5), dkl=st.sampled_from([0.0, 0.25, -1.5]), need_kl=st.booleans())
+def test_head_backward_matches_plain(target, seed, dtype, s, n, k, pads, dkl, need_kl):
+    # need_kl=False: the plain head leaves the KL's value out (a step without the loss); its gradient must not change
     inputs = head_inputs(np.random.default_rng(seed), dtype, s, n, k, pads)
 
     def op(ops, put):
         denc_out = inputs["denc_out"].on(put)
-        _, cache = ops.head_forward(inputs["enc_out"].on(put), inputs["noise"].on(put), inputs["z"].on(put))
+        kl, cache = ops.head_forward(inputs["enc_out"].on(put), inputs["noise"].on(put), inputs["z"].on(put),
+                                     need_kl=need_kl)
+        assert (kl is None) == (not need_kl and isinstance(ops, PlainOps))
         assert ops.head_backward(inputs["dz"].on(put), dkl, cache, denc_out) is denc_out
         assert_border_kept(denc_out, "denc_out")
         return {"dmu": denc_out[:, :k], "dlog_var_raw": denc_out[:, k:]}

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("name", nargs="?", default=None, help="the exercise, as `minivae exercise list` names it")
     e.add_argument("file", nargs="?", default=None, help="check: the Python file with your function")
     e.add_argument("--answer", action="store_true", help="also print the worked answer")
+    # None: the judge's own limit, minivae.exercises.DEFAULT_TIMEOUT, stated here in words (importing the judge would
+    # cost every command its import); tests/test_cli.py holds the two together
     e.add_argument("--timeout", type=number(0.0, strict=True), default=None,
                    help="check: seconds your file may take to load and answer every case (default 60)")
     e.set_defaults(func=cmd_exercise)
