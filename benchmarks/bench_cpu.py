@@ -536,7 +536,7 @@ def main(argv=None):
         if "breakdown" in args.tables:
             breakdown(pool, breakdown_batches, repeats, target, have_torch)
         if "memory" in args.tables:
-            memory_table(pool, *((20, 5) if args.quick else (200, 20)))
+            memory_table(pool, *((10, 2) if args.quick else (200, 20)))
         if "scaling" in args.tables:
             scaling_table(pool, args, repeats, target)
         if "score" in args.tables:
@@ -594,8 +594,8 @@ def scaling_table(pool, args, repeats, target):
     """The step's time against batch size and hidden width, beside the GEMM floor's."""
     print("\nScaling of the minivae step (should be linear in batch and in hidden width)")
     print(f"{'batch':>6} {'hidden':>7} {'ms/step':>9} {'us/example':>11} {'floor ms':>9} {'efficiency':>11}")
-    shapes = [(b, H) for b in ((32, 128, 512, 2048, 4096) if not args.quick else (128, 1024))]
-    shapes += [(512, h) for h in ((100, 200, 800, 1600) if not args.quick else (800,))]
+    shapes = [(b, H) for b in ((32, 128, 512, 2048, 4096) if not args.quick else (128, 512))]
+    shapes += [(512, h) for h in (100, 200, 800, 1600)] if not args.quick else [(256, 800)]
     for batch, hidden in shapes:
         keys = [("minivae", batch, hidden), ("gemm-floor", batch, hidden)]
         for key in keys:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import i0e, logsumexp
 
 from .validate import check_float
 
@@ -65,6 +64,8 @@ def _window(t, noise: float):
 
 def _log_integrand(r, t, noise: float):
     r"""log of the integrand of eq. ``ring-radial`` at radii ``r`` (N, M) for points at distance ``t`` (N, 1)."""
+    from scipy.special import i0e  # here, not with minivae: importing scipy.special is a third of `import minivae`
+
     rho = 1.0 + r / 10.0  # the distance of f(z) from the origin, ||f(z)|| = r/10 + 1
     a = rho * t / noise**2  # the Bessel function's argument
     with np.errstate(divide="ignore"):  # log 0 at r = 0 is -inf: a zero weight, not an error
@@ -93,6 +94,8 @@ def ring_log_density(x, noise: float = 0.05) -> np.ndarray:
     -------
     float64 array (N,).
     """
+    from scipy.special import logsumexp  # as in _log_integrand
+
     x = _check_points(x)
     noise = check_float("noise", noise, minimum=0.0, strict_minimum=True)  # without noise: no density in the plane
     t_all = np.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)

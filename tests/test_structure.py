@@ -1,12 +1,16 @@
-"""The package's structure: modules meet at public names only, and their imports form no cycle.
+"""The package's structure: modules meet at public names only, their imports form no cycle, and importing the
+package loads no heavy library that only some functions need.
 
-Both checks read the source with :mod:`ast`, so they see every use, lazy imports inside functions included.
-Each checker is also run on a small fake tree holding one violation, so a test that passes is one that could fail.
+The first two read the source with :mod:`ast`, so they see every use, lazy imports inside functions included; each
+checker is also run on a small fake tree holding one violation, so a test that passes is one that could fail. The
+third imports the package in a fresh process and lists what came with it.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,6 +125,36 @@ def test_the_packages_imports_form_no_cycle():
     assert graph[f"{PACKAGE}.serialize"] >= {f"{PACKAGE}.train", f"{PACKAGE}.model"}  # the walk reads imports
     assert f"{PACKAGE}.scoring" in graph[f"{PACKAGE}.model"]  # ... lazy ones too (VAE.log_likelihood)
     assert find_cycle(graph) is None
+
+
+#: What the package and the command line leave unimported until a function needs it: each costs a tenth of a second
+#: or more (scipy.special alone was a third of ``import minivae``), paid by every command and every worker process.
+HEAVY = ("scipy", "sklearn", "matplotlib", "torch", "cupy")
+
+LOADED = """
+import sys
+import minivae, minivae.cli
+try:
+    minivae.cli.main(["--help"])
+except SystemExit:
+    pass
+print("loaded:", *sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[1:])))
+"""
+
+
+def test_importing_the_package_and_its_command_line_loads_no_heavy_library():
+    done = subprocess.run([sys.executable, "-c", LOADED, *HEAVY], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage: minivae" in done.stdout, done.stdout  # the help was printed: the parser was built
+    assert done.stdout.splitlines()[-1] == "loaded:", f"imported with minivae: {done.stdout.splitlines()[-1]}"
+
+
+def test_the_ring_density_imports_scipy_where_it_is_used():
+    code = ("import sys, numpy, minivae; minivae.ring_log_density(numpy.array([[1.0, 0.0]]));"
+            "print('scipy.special' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["True"], done.stdout + done.stderr
 
 
 # ----------------------------------------------------------------------------- the checkers can fail
