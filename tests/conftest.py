@@ -22,6 +22,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 GRAD_TOL = TOLERANCE
 
 
+#: The suite's workers (pytest-xdist, setup.cfg) share the CPU's cores: each worker's BLAS gets its share of them,
+#: as minivae.cores gives a small product one thread, so that no worker's BLAS threads spin on a core another
+#: worker is computing on. Tests that need more threads ask for them (threadpoolctl.threadpool_limits); processes the
+#: tests start get the BLAS's own default, as on a user's machine.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    from threadpoolctl import threadpool_limits
+
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threadpool_limits(limits=max(1, _CORES // WORKERS), user_api="blas")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
