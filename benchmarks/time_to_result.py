@@ -341,7 +341,9 @@ def main(argv=None) -> int:
     import numpy  # noqa: F401  (so threadpoolctl sees its BLAS)
 
     kept = {name: os.environ[name] for name in FORCED_BLAS_VARS if args.machine_blas and name in os.environ}
-    print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}; "
+    from minivae.cores import usable_cores
+
+    print(f"cores: {usable_cores()}; "
           f"NumPy BLAS (this process): {[(i.get('internal_api'), i.get('num_threads'), i.get('architecture')) for i in threadpool_info()]}")
     print(f"OpenBLAS kernel variables in the workers: "
           f"{', '.join(f'{k}={v}' for k, v in kept.items()) or 'none (removed, as on a user machine)'}")

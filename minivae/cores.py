@@ -68,6 +68,11 @@ def _controller():
         return _state["controller"] or None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system keeps one, else every core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_threads() -> int:
     """The threads :func:`map_rows` may use now: the BLAS's own thread count at this moment (so
     ``OPENBLAS_NUM_THREADS`` or ``threadpoolctl.threadpool_limits`` set it), at most the cores this process may
@@ -75,8 +80,7 @@ def cpu_threads() -> int:
     controller = _controller()
     if controller is None or not controller.lib_controllers:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(min(lib.num_threads for lib in controller.lib_controllers), cores))
+    return max(1, min(min(lib.num_threads for lib in controller.lib_controllers), usable_cores()))
 
 
 def blas_threads(multiply_adds: int) -> int | None:

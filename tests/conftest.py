@@ -30,8 +30,9 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
     from threadpoolctl import threadpool_limits
 
-    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threadpool_limits(limits=max(1, _CORES // WORKERS), user_api="blas")
+    from minivae.cores import usable_cores
+
+    threadpool_limits(limits=max(1, usable_cores() // WORKERS), user_api="blas")
 
 
 @pytest.fixture

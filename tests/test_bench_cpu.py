@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from minivae.cores import usable_cores
 from minivae.fast import STEP_MIN_ROWS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +71,7 @@ def test_the_workers_run_without_the_forced_blas_kernel_and_say_so(quick_run):
     assert "NumPy BLAS: [('openblas'" in quick_run, quick_run  # the kernel the workers got is printed
     assert "CPU vector extensions (NumPy): " in quick_run
     # the workers run 2 BLAS threads: scoring splits its batches over both, if this machine has two cores
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cores()
     step = f"each batch of at least {2 * STEP_MIN_ROWS} examples" if cpus > 1 else "no batch"
     assert f"scoring splits each batch over {min(2, cpus)} thread(s), its training step {step}," in quick_run, quick_run
 

@@ -52,6 +52,16 @@ def test_map_rows_holds_the_blas_to_one_thread_and_gives_it_back():
         assert [lib.num_threads for lib in controller.lib_controllers] == before
 
 
+def test_the_usable_cores_are_the_affinity_or_else_every_core(monkeypatch):
+    if hasattr(os, "sched_getaffinity"):
+        assert cores.usable_cores() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert cores.usable_cores() == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # the count is unknown
+    assert cores.usable_cores() == 1
+
+
 def test_the_threads_follow_the_blas_thread_count_of_the_moment():
     controller = cores._controller()
     if controller is None or not controller.lib_controllers:
@@ -61,8 +71,7 @@ def test_the_threads_follow_the_blas_thread_count_of_the_moment():
     with threadpool_limits(limits=1, user_api="blas"):
         assert cores.cpu_threads() == 1 and len(cores.row_blocks(1000)) == 1
     with threadpool_limits(limits=2, user_api="blas"):
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        assert cores.cpu_threads() == min(2, cpus)
+        assert cores.cpu_threads() == min(2, cores.usable_cores())
 
 
 def test_an_exception_in_a_block_is_raised_after_every_block_has_ended():
