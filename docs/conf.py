@@ -104,9 +104,6 @@ html_css_files = ["minivae.css"]  # display equations scroll inside their own bo
 html_theme_options = {
     "home_page_in_toc": True,
     "show_toc_level": 2,
-    # the sidebar lists the pages only (their sections are in the right-hand column): deeper entries were worked
-    # out for every page and never shown, a tenth of the build
-    "navigation_depth": 1,
     "navigation_with_keys": False,
     "use_download_button": False,
     "use_fullscreen_button": False,
