@@ -28,7 +28,6 @@ import os
 import shutil
 import struct
 import tempfile
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -315,6 +314,8 @@ def check_sha256(path: Path, checksums: dict) -> None:
 
 def _urlopen_fetch(url: str, dest: Path) -> None:
     """Copy ``url`` (https://, http:// or file://) into the file ``dest``."""
+    import urllib.request  # here: its HTTP and e-mail modules are a tenth of `import minivae`, needed by a download
+
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as f:
         shutil.copyfileobj(response, f)
 
